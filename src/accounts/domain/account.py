@@ -1,0 +1,248 @@
+"""The rent account and its rules.
+
+`Account` is immutable: every change produces a new value through `changed`, which
+re-checks every rule and refuses to touch the fields fixed at creation. The wire
+shape (camelCase, the existing clients' contract) is produced here once, so the API
+responses and the events can never disagree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+from accounts.domain import payment_reference
+from accounts.domain.errors import ImmutableField, ValidationProblem
+
+MONEY_PLACES = Decimal("0.01")
+MONEY_LIMIT = Decimal("1000000000000")  # NUMERIC(14,2): twelve digits before the point
+
+
+class AccountType(StrEnum):
+    MASTER = "Master"
+    RECHARGE = "Recharge"
+    SUNDRY = "Sundry"
+
+
+class AccountStatus(StrEnum):
+    ACTIVE = "Active"
+    SUSPENDED = "Suspended"
+    ENDED = "Ended"
+
+
+class RentGroupType(StrEnum):
+    TENANT = "Tenant"
+    LEASE_HOLDERS = "LeaseHolders"
+    GEN_FUND_RENTS = "GenFundRents"
+    GARAGES = "Garages"
+    HA_LEASES = "HaLeases"
+    HRA_RENTS = "HraRents"
+    MAJOR_WORKS = "MajorWorks"
+    TEMP_ACC = "TempAcc"
+    TRAVELERS = "Travelers"
+    GAR_PARK_HRA = "GarParkHRA"
+    HOUSING_GEN_FUND = "HousingGenFund"
+    HOUSING_REVENUE = "HousingRevenue"
+    LH_MAJOR_WORKS = "LHMajorWorks"
+    LH_SERV_CHARGES = "LHServCharges"
+    RSL_AND_X_BOROUGH = "RSLandXBorough"
+    TEMP_ACC_GEN_FUN = "TempAccGenFun"
+    TEMP_ACCOM_HRA = "TempAccomHRA"
+    TRAVEL_GEN_FUND = "TravelGenFund"
+
+
+# Fields fixed when the account is created (wire names).
+IMMUTABLE_FIELDS = ("id", "createdAt", "createdBy")
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who made a change: from the bearer token or the event's `user`."""
+
+    name: str
+    email: str
+
+    @property
+    def label(self) -> str:
+        return self.email or self.name
+
+
+@dataclass(frozen=True)
+class ConsolidatedCharge:
+    type: str
+    frequency: str
+    amount: Decimal
+
+
+@dataclass(frozen=True)
+class TenureTypeRef:
+    code: str
+    description: str
+
+
+@dataclass(frozen=True)
+class PrimaryTenant:
+    id: UUID
+    full_name: str
+
+
+@dataclass(frozen=True)
+class AccountTenure:
+    """The account's copy of its tenure, as the front ends display it."""
+
+    tenure_id: UUID
+    tenure_type: TenureTypeRef | None = None
+    full_address: str | None = None
+    primary_tenants: tuple[PrimaryTenant, ...] = ()
+
+
+def money(value: Decimal, field_name: str) -> Decimal:
+    """Check an amount fits NUMERIC(14,2) without rounding anything away."""
+    if not isinstance(value, Decimal) or not value.is_finite():
+        raise ValidationProblem(field_name, "must be a finite number", value)
+    if value.quantize(MONEY_PLACES) != value:
+        raise ValidationProblem(field_name, "must have at most two decimal places", value)
+    if abs(value) >= MONEY_LIMIT:
+        raise ValidationProblem(field_name, "must be less than 1,000,000,000,000 in size", value)
+    return value.quantize(MONEY_PLACES)
+
+
+def utc(value: datetime, field_name: str) -> datetime:
+    if value.tzinfo is None:
+        raise ValidationProblem(field_name, "must carry a timezone", value)
+    return value.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class Account:
+    id: UUID
+    target_type: str
+    target_id: UUID
+    account_type: AccountType
+    payment_reference: str
+    created_by: str
+    created_at: datetime
+    last_updated_by: str
+    last_updated_at: datetime
+    account_status: AccountStatus = AccountStatus.ACTIVE
+    rent_group_type: RentGroupType | None = None
+    agreement_type: str | None = None
+    account_balance: Decimal = Decimal("0.00")
+    consolidated_balance: Decimal = Decimal("0.00")
+    parent_account_id: UUID | None = None
+    start_date: datetime | None = None
+    end_date: datetime | None = None
+    end_reason_code: str | None = None
+    consolidated_charges: tuple[ConsolidatedCharge, ...] = ()
+    tenure: AccountTenure | None = None
+    version: int = 1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "account_balance", money(self.account_balance, "accountBalance"))
+        object.__setattr__(
+            self, "consolidated_balance", money(self.consolidated_balance, "consolidatedBalance")
+        )
+        for index, charge in enumerate(self.consolidated_charges):
+            money(charge.amount, f"consolidatedCharges[{index}].amount")
+        payment_reference.validate(self.payment_reference)
+        for name in ("created_at", "last_updated_at", "start_date", "end_date"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, utc(value, _camel(name)))
+        if self.start_date and self.end_date and self.end_date < self.start_date:
+            raise ValidationProblem("endDate", "must not be before startDate", self.end_date)
+        if self.account_type is AccountType.MASTER and self.parent_account_id is not None:
+            raise ValidationProblem("parentAccountId", "must be empty on a Master account")
+        if self.parent_account_id is not None and self.parent_account_id == self.id:
+            raise ValidationProblem("parentAccountId", "must not be the account itself")
+
+    @property
+    def is_active(self) -> bool:
+        return self.account_status is not AccountStatus.ENDED
+
+    def changed(self, actor: Actor, at: datetime, **changes: Any) -> Account:
+        """A new version with `changes` applied; the same account when nothing differs."""
+        for name in ("id", "created_at", "created_by", "version"):
+            if name in changes and changes[name] != getattr(self, name):
+                raise ImmutableField(_camel(name))
+        candidate = dataclasses.replace(self, **changes)
+        if candidate == self:
+            return self
+        return dataclasses.replace(
+            candidate, last_updated_by=actor.label, last_updated_at=at, version=self.version + 1
+        )
+
+
+def _camel(snake: str) -> str:
+    head, *rest = snake.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def tenure_to_wire(tenure: AccountTenure | None) -> dict[str, Any] | None:
+    if tenure is None:
+        return None
+    return {
+        "tenureId": str(tenure.tenure_id),
+        "tenureType": (
+            {"code": tenure.tenure_type.code, "description": tenure.tenure_type.description}
+            if tenure.tenure_type
+            else None
+        ),
+        "fullAddress": tenure.full_address,
+        "primaryTenants": [
+            {"id": str(tenant.id), "fullName": tenant.full_name} for tenant in tenure.primary_tenants
+        ],
+    }
+
+
+def to_wire(account: Account) -> dict[str, Any]:
+    """The account as existing clients read it: camelCase, enums as strings, money as Decimal."""
+    return {
+        "id": str(account.id),
+        "parentAccountId": str(account.parent_account_id) if account.parent_account_id else None,
+        "paymentReference": account.payment_reference,
+        "targetType": account.target_type,
+        "targetId": str(account.target_id),
+        "accountType": account.account_type.value,
+        "rentGroupType": account.rent_group_type.value if account.rent_group_type else None,
+        "agreementType": account.agreement_type,
+        "accountBalance": account.account_balance,
+        "consolidatedBalance": account.consolidated_balance,
+        "createdBy": account.created_by,
+        "createdAt": _iso(account.created_at),
+        "lastUpdatedBy": account.last_updated_by,
+        "lastUpdatedAt": _iso(account.last_updated_at),
+        "startDate": _iso(account.start_date),
+        "endDate": _iso(account.end_date),
+        "endReasonCode": account.end_reason_code,
+        "accountStatus": account.account_status.value,
+        "consolidatedCharges": [
+            {"type": charge.type, "frequency": charge.frequency, "amount": charge.amount}
+            for charge in account.consolidated_charges
+        ],
+        "tenure": tenure_to_wire(account.tenure),
+    }
+
+
+def etag(account: Account) -> str:
+    """A strong ETag: the account id and its version."""
+    return f'"{account.id}-{account.version}"'
+
+
+def wire_difference(
+    old: dict[str, Any], new: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The top-level fields that differ, as (oldData, newData)."""
+    keys = [key for key in new if old.get(key) != new.get(key)]
+    return {key: old.get(key) for key in keys}, {key: new[key] for key in keys}

@@ -1,0 +1,152 @@
+"""The MTFH event envelope, inbound tenure events and outbound account events."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+from accounts.domain.account import Account, Actor, to_wire, wire_difference
+
+TENURE_CREATED = "TenureCreatedEvent"
+TENURE_UPDATED = "TenureUpdatedEvent"
+PERSON_ADDED = "PersonAddedToTenureEvent"
+PERSON_REMOVED = "PersonRemovedFromTenureEvent"
+TENURE_EVENT_TYPES = (TENURE_CREATED, TENURE_UPDATED, PERSON_ADDED, PERSON_REMOVED)
+
+ACCOUNT_CREATED = "AccountCreatedEvent"
+ACCOUNT_UPDATED = "AccountUpdatedEvent"
+
+
+class MalformedEvent(ValueError):
+    """An event that can never be processed: it goes to the dead-letter store."""
+
+
+@dataclass(frozen=True)
+class EventEnvelope:
+    id: UUID
+    event_type: str
+    source_domain: str
+    source_system: str
+    version: str
+    correlation_id: UUID
+    date_time: datetime
+    user: Actor
+    entity_id: UUID
+    old_data: dict[str, Any] | None
+    new_data: dict[str, Any] | None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "eventType": self.event_type,
+            "sourceDomain": self.source_domain,
+            "sourceSystem": self.source_system,
+            "version": self.version,
+            "correlationId": str(self.correlation_id),
+            "dateTime": self.date_time.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "user": {"name": self.user.name, "email": self.user.email},
+            "entityId": str(self.entity_id),
+            "eventData": {"oldData": self.old_data, "newData": self.new_data},
+        }
+
+
+def _uuid(raw: dict[str, Any], key: str) -> UUID:
+    value = raw.get(key)
+    if not isinstance(value, str):
+        raise MalformedEvent(f"{key} is missing or not a string")
+    try:
+        return UUID(value)
+    except ValueError:
+        raise MalformedEvent(f"{key} is not a UUID: {value[:64]!r}") from None
+
+
+def _text(raw: dict[str, Any], key: str, default: str | None = None) -> str:
+    value = raw.get(key, default)
+    if not isinstance(value, str) or not value:
+        raise MalformedEvent(f"{key} is missing or not a non-empty string")
+    return value
+
+
+def _data(raw: dict[str, Any], key: str) -> dict[str, Any] | None:
+    value = raw.get(key)
+    if value is not None and not isinstance(value, dict):
+        raise MalformedEvent(f"eventData.{key} must be an object or null")
+    return value
+
+
+def parse_envelope(body: bytes | str | dict[str, Any]) -> EventEnvelope:
+    """Read an envelope, naming the first thing wrong with it."""
+    if isinstance(body, dict):
+        raw: Any = body
+    else:
+        try:
+            raw = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as error:
+            raise MalformedEvent(f"body is not JSON: {error}") from None
+    if not isinstance(raw, dict):
+        raise MalformedEvent("body is not a JSON object")
+    try:
+        date_time = datetime.fromisoformat(_text(raw, "dateTime").replace("Z", "+00:00"))
+    except ValueError:
+        raise MalformedEvent(f"dateTime is not ISO-8601: {str(raw.get('dateTime'))[:64]!r}") from None
+    if date_time.tzinfo is None:
+        date_time = date_time.replace(tzinfo=UTC)
+    user = raw.get("user") or {}
+    if not isinstance(user, dict):
+        raise MalformedEvent("user must be an object")
+    event_data = raw.get("eventData") or {}
+    if not isinstance(event_data, dict):
+        raise MalformedEvent("eventData must be an object")
+    correlation = raw.get("correlationId")
+    return EventEnvelope(
+        id=_uuid(raw, "id"),
+        event_type=_text(raw, "eventType"),
+        source_domain=str(raw.get("sourceDomain") or ""),
+        source_system=str(raw.get("sourceSystem") or ""),
+        version=str(raw.get("version") or "v1"),
+        correlation_id=_uuid(raw, "correlationId") if correlation else uuid4(),
+        date_time=date_time.astimezone(UTC),
+        user=Actor(name=str(user.get("name") or ""), email=str(user.get("email") or "")),
+        entity_id=_uuid(raw, "entityId"),
+        old_data=_data(event_data, "oldData"),
+        new_data=_data(event_data, "newData"),
+    )
+
+
+def _account_event(
+    event_type: str,
+    account: Account,
+    actor: Actor,
+    correlation_id: UUID,
+    at: datetime,
+    old_data: dict[str, Any] | None,
+    new_data: dict[str, Any],
+) -> EventEnvelope:
+    return EventEnvelope(
+        id=uuid4(),
+        event_type=event_type,
+        source_domain="Accounts",
+        source_system="AccountsAPI",
+        version="v1",
+        correlation_id=correlation_id,
+        date_time=at,
+        user=actor,
+        entity_id=account.id,
+        old_data=old_data,
+        new_data=new_data,
+    )
+
+
+def account_created(account: Account, actor: Actor, correlation_id: UUID, at: datetime) -> EventEnvelope:
+    return _account_event(ACCOUNT_CREATED, account, actor, correlation_id, at, None, to_wire(account))
+
+
+def account_updated(
+    old: Account, new: Account, actor: Actor, correlation_id: UUID, at: datetime
+) -> EventEnvelope:
+    """Carries only the changed top-level fields, as the MTFH update events do."""
+    old_data, new_data = wire_difference(to_wire(old), to_wire(new))
+    return _account_event(ACCOUNT_UPDATED, new, actor, correlation_id, at, old_data, new_data)

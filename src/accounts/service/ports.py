@@ -1,0 +1,76 @@
+"""The ports the service layer needs from the outside world.
+
+Each port is a Protocol; adapters implement it and `bootstrap` picks one. Adding a
+broker or an interim sink is one new adapter file plus one line in `bootstrap.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from uuid import UUID
+
+from accounts.domain.interim import InterimRow
+
+# Logical topics. Each broker adapter maps them to its own names (exchange, queue, topic ARN).
+TENURE_TOPIC = "tenure"
+ACCOUNTS_TOPIC = "accounts"
+
+
+@dataclass
+class ReceivedMessage:
+    """One delivery of a message; `receipt` is whatever the adapter needs to ack it."""
+
+    body: bytes
+    attempts: int  # deliveries so far, this one included (1 on the first delivery)
+    receipt: Any = field(repr=False, default=None)
+    message_id: str = ""
+
+
+class MessageBroker(Protocol):
+    """At-least-once messaging: publish to a topic, consume the tenure queue."""
+
+    def publish(self, topic: str, body: bytes, *, group_id: str, message_id: str) -> None:
+        """Publish durably; return only when the broker has accepted the message.
+
+        group_id orders messages (one tenure's events); message_id deduplicates where
+        the broker can.
+        """
+
+    def receive(self, max_messages: int, wait_seconds: float) -> list[ReceivedMessage]:
+        """Up to max_messages from the tenure queue, waiting at most wait_seconds."""
+
+    def ack(self, message: ReceivedMessage) -> None:
+        """Done with it: never deliver it again."""
+
+    def retry_later(self, message: ReceivedMessage, delay_seconds: float) -> None:
+        """Deliver it again after about delay_seconds, with attempts increased."""
+
+    def close(self) -> None: ...
+
+
+class InterimSink(Protocol):
+    """Somewhere the interim tenancy-agreement rows are delivered, and read back for reconciling."""
+
+    name: str
+    # True for a sink that is rewritten whole (the workbook): `deliver` gets every row.
+    # False for one that is upserted (the interim database): `deliver` gets the changed rows.
+    rewrites_everything: bool
+
+    def deliver(self, rows: Sequence[InterimRow]) -> None:
+        """Deliver rows idempotently; raise on failure (the flusher retries, nothing is lost)."""
+
+    def read_rows(self) -> list[InterimRow]:
+        """Every row the sink holds now, for `accounts interim reconcile`."""
+
+
+class TenureSource(Protocol):
+    """Where the listener fetches a tenure it has never seen (the Tenure API)."""
+
+    def fetch(self, tenure_id: UUID) -> dict[str, Any] | None:
+        """The whole tenure, or None when it does not exist. Raises TransientError when unreachable."""
+
+
+class TransientError(Exception):
+    """Worth retrying later: a server down, a timeout, a 5xx."""

@@ -1,0 +1,96 @@
+"""The one settings object: every knob is an ACCOUNTS_* environment variable."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Signs the tokens `make run` prints. Refused when ACCOUNTS_ENVIRONMENT=production.
+DEV_JWT_SECRET = "dev-only-secret-change-me-0123456789abcdef"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ACCOUNTS_", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+
+    # Storage: any SQLAlchemy URL; SQLite (embedded) by default, PostgreSQL in production.
+    database_url: str = "sqlite:///./var/accounts.db"
+
+    # HTTP
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_body_bytes: int = 256 * 1024
+    arrears_default_count: int = 100
+    arrears_max_count: int = 10_000
+
+    # Auth: HS256 with the secret, or RS256 with a PEM public key / JWKS file.
+    jwt_secret: str = DEV_JWT_SECRET
+    jwt_algorithm: Literal["HS256", "RS256"] = "HS256"
+    jwt_public_key_path: Path | None = None
+    jwt_jwks_path: Path | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    read_groups: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["housing-finance-read", "housing-finance-write"])
+    write_groups: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["housing-finance-write"])
+
+    # Events: "embedded" (a queue in the database), amqp://..., or sqs://...
+    broker_url: str = "embedded"
+    tenure_exchange: str = "tenure"
+    tenure_queue: str = "accounts-tenure-events"
+    accounts_exchange: str = "accounts"
+    sqs_endpoint_url: str | None = None
+    aws_region: str = "eu-west-2"
+    worker_batch_size: int = 50
+    worker_poll_seconds: float = 0.2
+    max_attempts: int = 5
+    retry_base_seconds: float = 1.0
+    retry_max_seconds: float = 60.0
+    run_worker_in_serve: bool = True
+
+    # Tenure API, for updates about tenures the listener has never seen.
+    tenure_api_url: str | None = None
+    tenure_api_token: str | None = None
+    rent_group_map_path: Path | None = None
+
+    # Interim finance sync.
+    interim_sinks: Annotated[list[Literal["spreadsheet", "database"]], NoDecode] = Field(default_factory=lambda: ["spreadsheet"])
+    spreadsheet_path: Path = Path("./var/interim-tenancy-agreements.xlsx")
+    interim_database_url: str | None = None
+    interim_flush_seconds: float = 0.5
+    interim_batch_size: int = 1000
+
+    log_level: str = "INFO"
+
+    @field_validator("read_groups", "write_groups", "interim_sinks", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        """Accept `a,b` as well as a JSON list in the environment."""
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _production_is_safe(self) -> Settings:
+        if self.environment == "production":
+            if self.jwt_algorithm == "HS256" and (self.jwt_secret == DEV_JWT_SECRET or len(self.jwt_secret) < 32):
+                raise ValueError(
+                    "ACCOUNTS_JWT_SECRET must be set to a secret of at least 32 characters in production"
+                )
+        if self.jwt_algorithm == "RS256" and not (self.jwt_public_key_path or self.jwt_jwks_path):
+            raise ValueError("RS256 needs ACCOUNTS_JWT_PUBLIC_KEY_PATH or ACCOUNTS_JWT_JWKS_PATH")
+        if "database" in self.interim_sinks and not self.interim_database_url:
+            raise ValueError("ACCOUNTS_INTERIM_SINKS includes database: set ACCOUNTS_INTERIM_DATABASE_URL")
+        return self
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,137 @@
+"""Fixtures for the real servers the suite talks to.
+
+A test that needs PostgreSQL, RabbitMQ or the local SQS endpoint runs whenever the
+server is reachable. Under CI (CI=true) an unreachable server fails the test rather
+than skipping it, so a broken machine can never pass as green.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+PG_HOST = os.environ.get("TEST_PG_HOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("TEST_PG_PORT", "5432"))
+PG_USER = os.environ.get("TEST_PG_USER", "postgres")
+RABBIT_HOST = os.environ.get("TEST_RABBITMQ_HOST", "127.0.0.1")
+RABBIT_PORT = int(os.environ.get("TEST_RABBITMQ_PORT", "5672"))
+
+
+def reachable(host: str, port: int, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def require_server(name: str, host: str, port: int) -> None:
+    if reachable(host, port):
+        return
+    message = f"{name} is not reachable on {host}:{port}"
+    if IN_CI:
+        pytest.fail(message + " (CI=true: a missing server is a failure)")
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> str:
+    """The maintenance URL of the machine's PostgreSQL (trust auth)."""
+    require_server("PostgreSQL", PG_HOST, PG_PORT)
+    return f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/postgres"
+
+
+def _create_database(server_url: str) -> tuple[str, str]:
+    import sqlalchemy as sa
+
+    name = unique("accounts_test")
+    engine = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return name, server_url.rsplit("/", 1)[0] + "/" + name
+
+
+def _drop_database(server_url: str, name: str) -> None:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+@pytest.fixture
+def postgres_database(postgres_server_url: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test; dropped afterwards."""
+    name, url = _create_database(postgres_server_url)
+    try:
+        yield url
+    finally:
+        _drop_database(postgres_server_url, name)
+
+
+@pytest.fixture
+def sqlite_database(tmp_path: Path) -> str:
+    """A fresh SQLite database file for one test."""
+    return f"sqlite:///{tmp_path / 'accounts.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Run the test on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'accounts.db'}"
+    return str(request.getfixturevalue("postgres_database"))
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> str:
+    require_server("RabbitMQ", RABBIT_HOST, RABBIT_PORT)
+    return f"amqp://guest:guest@{RABBIT_HOST}:{RABBIT_PORT}/%2F"
+
+
+@pytest.fixture(scope="session")
+def sqs_endpoint() -> Iterator[str]:
+    """A local SQS/SNS endpoint: moto in server mode on loopback, for the whole session."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while not reachable("127.0.0.1", port, 0.2):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            message = "the moto server (local SQS endpoint) did not start"
+            if IN_CI:
+                pytest.fail(message)
+            pytest.skip(message)
+        time.sleep(0.1)
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
