@@ -15,8 +15,13 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from accounts.bootstrap import Application
+    from accounts.settings import Settings
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PG_HOST = os.environ.get("TEST_PG_HOST", "127.0.0.1")
@@ -135,3 +140,48 @@ def sqs_endpoint() -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+# The service itself -------------------------------------------------------------
+
+
+def make_settings(database_url: str, tmp_path: Path, **overrides: object) -> Settings:
+    """Settings for one test: its own database and workbook, fast retries, no environment leaking in."""
+    from accounts.settings import Settings
+
+    values: dict[str, object] = {
+        "environment": "test",
+        "database_url": database_url,
+        "spreadsheet_path": tmp_path / "interim.xlsx",
+        "interim_sinks": ["spreadsheet"],
+        "retry_base_seconds": 0.05,
+        "retry_max_seconds": 0.5,
+        "worker_poll_seconds": 0.05,
+        "interim_flush_seconds": 0.05,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def application(database_url: str, tmp_path: Path) -> Iterator[Application]:
+    """The wired service on a fresh, migrated database (SQLite and PostgreSQL)."""
+    from accounts.bootstrap import bootstrap
+
+    app = bootstrap(make_settings(database_url, tmp_path), run_migrations=True)
+    try:
+        yield app
+    finally:
+        app.close()
+
+
+@pytest.fixture
+def sqlite_application(sqlite_database: str, tmp_path: Path) -> Iterator[Application]:
+    """The wired service on a fresh, migrated SQLite database only."""
+    from accounts.bootstrap import bootstrap
+
+    app = bootstrap(make_settings(sqlite_database, tmp_path), run_migrations=True)
+    try:
+        yield app
+    finally:
+        app.close()

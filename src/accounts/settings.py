@@ -10,6 +10,13 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+SinkName = Literal["spreadsheet", "database"]
+
+
+def _spreadsheet_only() -> list[SinkName]:
+    return ["spreadsheet"]
+
+
 # Signs the tokens `make run` prints. Refused when ACCOUNTS_ENVIRONMENT=production.
 DEV_JWT_SECRET = "dev-only-secret-change-me-0123456789abcdef"
 
@@ -36,7 +43,9 @@ class Settings(BaseSettings):
     jwt_jwks_path: Path | None = None
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
-    read_groups: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["housing-finance-read", "housing-finance-write"])
+    read_groups: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["housing-finance-read", "housing-finance-write"]
+    )
     write_groups: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["housing-finance-write"])
 
     # Events: "embedded" (a queue in the database), amqp://..., or sqs://...
@@ -59,7 +68,7 @@ class Settings(BaseSettings):
     rent_group_map_path: Path | None = None
 
     # Interim finance sync.
-    interim_sinks: Annotated[list[Literal["spreadsheet", "database"]], NoDecode] = Field(default_factory=lambda: ["spreadsheet"])
+    interim_sinks: Annotated[list[SinkName], NoDecode] = Field(default_factory=_spreadsheet_only)
     spreadsheet_path: Path = Path("./var/interim-tenancy-agreements.xlsx")
     interim_database_url: str | None = None
     interim_flush_seconds: float = 0.5
@@ -79,11 +88,12 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _production_is_safe(self) -> Settings:
-        if self.environment == "production":
-            if self.jwt_algorithm == "HS256" and (self.jwt_secret == DEV_JWT_SECRET or len(self.jwt_secret) < 32):
-                raise ValueError(
-                    "ACCOUNTS_JWT_SECRET must be set to a secret of at least 32 characters in production"
-                )
+        if (
+            self.environment == "production"
+            and self.jwt_algorithm == "HS256"
+            and (self.jwt_secret == DEV_JWT_SECRET or len(self.jwt_secret) < 32)
+        ):
+            raise ValueError("ACCOUNTS_JWT_SECRET must be set to a secret of at least 32 characters in production")
         if self.jwt_algorithm == "RS256" and not (self.jwt_public_key_path or self.jwt_jwks_path):
             raise ValueError("RS256 needs ACCOUNTS_JWT_PUBLIC_KEY_PATH or ACCOUNTS_JWT_JWKS_PATH")
         if "database" in self.interim_sinks and not self.interim_database_url:

@@ -144,9 +144,7 @@ class Account:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "account_balance", money(self.account_balance, "accountBalance"))
-        object.__setattr__(
-            self, "consolidated_balance", money(self.consolidated_balance, "consolidatedBalance")
-        )
+        object.__setattr__(self, "consolidated_balance", money(self.consolidated_balance, "consolidatedBalance"))
         for index, charge in enumerate(self.consolidated_charges):
             money(charge.amount, f"consolidatedCharges[{index}].amount")
         payment_reference.validate(self.payment_reference)
@@ -173,9 +171,7 @@ class Account:
         candidate = dataclasses.replace(self, **changes)
         if candidate == self:
             return self
-        return dataclasses.replace(
-            candidate, last_updated_by=actor.label, last_updated_at=at, version=self.version + 1
-        )
+        return dataclasses.replace(candidate, last_updated_by=actor.label, last_updated_at=at, version=self.version + 1)
 
 
 def _camel(snake: str) -> str:
@@ -200,9 +196,7 @@ def tenure_to_wire(tenure: AccountTenure | None) -> dict[str, Any] | None:
             else None
         ),
         "fullAddress": tenure.full_address,
-        "primaryTenants": [
-            {"id": str(tenant.id), "fullName": tenant.full_name} for tenant in tenure.primary_tenants
-        ],
+        "primaryTenants": [{"id": str(tenant.id), "fullName": tenant.full_name} for tenant in tenure.primary_tenants],
     }
 
 
@@ -240,9 +234,7 @@ def etag(account: Account) -> str:
     return f'"{account.id}-{account.version}"'
 
 
-def wire_difference(
-    old: dict[str, Any], new: dict[str, Any]
-) -> tuple[dict[str, Any], dict[str, Any]]:
+def wire_difference(old: dict[str, Any], new: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The top-level fields that differ, as (oldData, newData)."""
     keys = [key for key in new if old.get(key) != new.get(key)]
     return {key: old.get(key) for key in keys}, {key: new[key] for key in keys}

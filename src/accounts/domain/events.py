@@ -144,9 +144,7 @@ def account_created(account: Account, actor: Actor, correlation_id: UUID, at: da
     return _account_event(ACCOUNT_CREATED, account, actor, correlation_id, at, None, to_wire(account))
 
 
-def account_updated(
-    old: Account, new: Account, actor: Actor, correlation_id: UUID, at: datetime
-) -> EventEnvelope:
+def account_updated(old: Account, new: Account, actor: Actor, correlation_id: UUID, at: datetime) -> EventEnvelope:
     """Carries only the changed top-level fields, as the MTFH update events do."""
     old_data, new_data = wire_difference(to_wire(old), to_wire(new))
     return _account_event(ACCOUNT_UPDATED, new, actor, correlation_id, at, old_data, new_data)

@@ -44,7 +44,7 @@ SHEET_RENT_GROUPS = (
 )
 # Where accounts go whose rent group has no tab of its own, so none is dropped.
 UNMAPPED_TAB = "NoInterimRentGroup"
-SHEET_TABS = tuple(group.value for group in SHEET_RENT_GROUPS) + (UNMAPPED_TAB,)
+SHEET_TABS = (*tuple(group.value for group in SHEET_RENT_GROUPS), UNMAPPED_TAB)
 
 DATE_FORMAT = "%d/%m/%Y"  # dd/MM/yyyy
 

@@ -58,7 +58,5 @@ def from_serial(serial: int) -> str:
 def validate(reference: str) -> str:
     """Accept a PRN supplied by a person or system: 9 or 10 digits."""
     if not isinstance(reference, str) or not _SHAPE.match(reference):
-        raise ValidationProblem(
-            "paymentReference", "must be a string of 9 or 10 digits", reference
-        )
+        raise ValidationProblem("paymentReference", "must be a string of 9 or 10 digits", reference)
     return reference

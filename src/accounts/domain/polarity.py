@@ -39,7 +39,5 @@ class TargetType:
 DEFAULT_TARGET_TYPES = (
     TargetType("Tenure", Polarity.NEGATIVE_IS_ARREARS, "A tenancy or lease in the housing system"),
     TargetType("Licensing", Polarity.NEGATIVE_IS_ARREARS, "A licence, such as temporary accommodation"),
-    TargetType(
-        "HousingBenefit", Polarity.POSITIVE_IS_ARREARS, "A housing benefit overpayment to be recovered"
-    ),
+    TargetType("HousingBenefit", Polarity.POSITIVE_IS_ARREARS, "A housing benefit overpayment to be recovered"),
 )

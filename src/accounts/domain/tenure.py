@@ -75,7 +75,9 @@ class RentGroupMap:
                 mapping[str(code).strip().upper()] = RentGroupType(group)
             except ValueError:
                 allowed = ", ".join(member.value for member in RentGroupType)
-                raise ValueError(f"{path}: {code!r} maps to unknown rent group {group!r}; use one of {allowed}") from None
+                raise ValueError(
+                    f"{path}: {code!r} maps to unknown rent group {group!r}; use one of {allowed}"
+                ) from None
         return cls(mapping)
 
 

@@ -61,6 +61,9 @@ class InterimSink(Protocol):
     def deliver(self, rows: Sequence[InterimRow]) -> None:
         """Deliver rows idempotently; raise on failure (the flusher retries, nothing is lost)."""
 
+    def remove(self, payment_refs: Sequence[str]) -> None:
+        """Drop rows whose key no longer exists (a corrected payment reference). Upserting sinks only."""
+
     def read_rows(self) -> list[InterimRow]:
         """Every row the sink holds now, for `accounts interim reconcile`."""
 

@@ -1,0 +1,54 @@
+"""Engines for SQLite (embedded) and PostgreSQL.
+
+SQLite: WAL so readers never wait for the writer, a busy timeout so writers queue
+rather than fail, and write transactions started with BEGIN IMMEDIATE: a deferred
+transaction that reads and then writes can fail at once when another writer got in
+between, which is exactly the race the API's PATCH and the listener create.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, make_url
+
+WRITE = "accounts_write"
+
+
+def is_sqlite(url: str | URL) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def create_engine(url: str, **options: Any) -> sa.Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(
+            parsed,
+            connect_args={"isolation_level": None, "timeout": 30, "check_same_thread": False},
+            **options,
+        )
+        sa.event.listen(engine, "connect", _sqlite_connect)
+        sa.event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    options.setdefault("pool_pre_ping", True)
+    options.setdefault("pool_size", 10)
+    options.setdefault("max_overflow", 20)
+    return sa.create_engine(parsed, **options)
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _sqlite_begin(connection: sa.Connection) -> None:
+    mode = "IMMEDIATE" if connection.get_execution_options().get(WRITE) else "DEFERRED"
+    connection.exec_driver_sql(f"BEGIN {mode}")

@@ -1,0 +1,472 @@
+"""SQLAlchemy Core repositories: rows in, domain values out."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+
+from accounts.adapters.database import tables as t
+from accounts.domain.account import (
+    Account,
+    AccountStatus,
+    AccountTenure,
+    AccountType,
+    ConsolidatedCharge,
+    PrimaryTenant,
+    RentGroupType,
+    TenureTypeRef,
+    tenure_to_wire,
+)
+from accounts.domain.events import EventEnvelope
+from accounts.domain.interim import InterimRow
+from accounts.domain.polarity import Polarity, TargetType
+from accounts.domain.tenure import TenureRecord
+from accounts.service.unit_of_work import ConcurrencyConflict, DeadLetter, OutboxMessage
+
+PRN_COUNTER = "prn"
+
+
+def aware(value: datetime | None) -> datetime | None:
+    """SQLite hands timestamps back naive; they were written as UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def _tenure_from_json(raw: dict[str, Any] | None) -> AccountTenure | None:
+    if not raw:
+        return None
+    tenure_type = raw.get("tenureType")
+    return AccountTenure(
+        tenure_id=UUID(raw["tenureId"]),
+        tenure_type=TenureTypeRef(tenure_type["code"], tenure_type.get("description") or "") if tenure_type else None,
+        full_address=raw.get("fullAddress"),
+        primary_tenants=tuple(
+            PrimaryTenant(UUID(p["id"]), p.get("fullName") or "") for p in raw.get("primaryTenants") or []
+        ),
+    )
+
+
+def account_from_row(row: sa.Row[Any]) -> Account:
+    return Account(
+        id=row.id,
+        target_type=row.target_type,
+        target_id=row.target_id,
+        account_type=AccountType(row.account_type),
+        payment_reference=row.payment_reference,
+        created_by=row.created_by,
+        created_at=aware(row.created_at),  # type: ignore[arg-type]
+        last_updated_by=row.last_updated_by,
+        last_updated_at=aware(row.last_updated_at),  # type: ignore[arg-type]
+        account_status=AccountStatus(row.account_status),
+        rent_group_type=RentGroupType(row.rent_group_type) if row.rent_group_type else None,
+        agreement_type=row.agreement_type,
+        account_balance=Decimal(row.account_balance).quantize(Decimal("0.01")),
+        consolidated_balance=Decimal(row.consolidated_balance).quantize(Decimal("0.01")),
+        parent_account_id=row.parent_account_id,
+        start_date=aware(row.start_date),
+        end_date=aware(row.end_date),
+        end_reason_code=row.end_reason_code,
+        consolidated_charges=tuple(
+            ConsolidatedCharge(c["type"], c["frequency"], Decimal(c["amount"])) for c in row.consolidated_charges
+        ),
+        tenure=_tenure_from_json(row.tenure),
+        version=row.version,
+    )
+
+
+def account_values(account: Account, amount_owed: Decimal) -> dict[str, Any]:
+    return {
+        "id": account.id,
+        "target_type": account.target_type,
+        "target_id": account.target_id,
+        "account_type": account.account_type.value,
+        "rent_group_type": account.rent_group_type.value if account.rent_group_type else None,
+        "agreement_type": account.agreement_type,
+        "account_balance": account.account_balance,
+        "consolidated_balance": account.consolidated_balance,
+        "amount_owed": amount_owed,
+        "payment_reference": account.payment_reference,
+        "parent_account_id": account.parent_account_id,
+        "created_by": account.created_by,
+        "created_at": account.created_at,
+        "last_updated_by": account.last_updated_by,
+        "last_updated_at": account.last_updated_at,
+        "start_date": account.start_date,
+        "end_date": account.end_date,
+        "end_reason_code": account.end_reason_code,
+        "account_status": account.account_status.value,
+        # Amounts as text: JSON numbers would pass through float.
+        "consolidated_charges": [
+            {"type": c.type, "frequency": c.frequency, "amount": str(c.amount)} for c in account.consolidated_charges
+        ],
+        "tenure": tenure_to_wire(account.tenure),
+        "version": account.version,
+    }
+
+
+class SqlAccountRepository:
+    def __init__(self, connection: sa.Connection) -> None:
+        self.connection = connection
+
+    def get(self, account_id: UUID) -> Account | None:
+        row = self.connection.execute(sa.select(t.accounts).where(t.accounts.c.id == account_id)).first()
+        return account_from_row(row) if row else None
+
+    def by_target(self, target_id: UUID, account_type: AccountType | None) -> list[Account]:
+        query = sa.select(t.accounts).where(t.accounts.c.target_id == target_id)
+        if account_type is not None:
+            query = query.where(t.accounts.c.account_type == account_type.value)
+        query = query.order_by(t.accounts.c.created_at, t.accounts.c.id)
+        return [account_from_row(row) for row in self.connection.execute(query)]
+
+    def active_master(self, target_id: UUID) -> Account | None:
+        row = self.connection.execute(
+            sa.select(t.accounts).where(
+                t.accounts.c.target_id == target_id,
+                t.accounts.c.account_type == AccountType.MASTER.value,
+                t.accounts.c.account_status != AccountStatus.ENDED.value,
+            )
+        ).first()
+        return account_from_row(row) if row else None
+
+    def payment_reference_taken(self, payment_reference: str) -> bool:
+        query = sa.select(t.accounts.c.id).where(t.accounts.c.payment_reference == payment_reference)
+        return self.connection.execute(query).first() is not None
+
+    def add(self, account: Account, amount_owed: Decimal) -> None:
+        self.connection.execute(t.accounts.insert().values(account_values(account, amount_owed)))
+
+    def update(self, account: Account, expected_version: int, amount_owed: Decimal) -> None:
+        values = account_values(account, amount_owed)
+        del values["id"]
+        result = self.connection.execute(
+            t.accounts.update()
+            .where(t.accounts.c.id == account.id, t.accounts.c.version == expected_version)
+            .values(values)
+        )
+        if result.rowcount != 1:
+            raise ConcurrencyConflict(f"account {account.id} is no longer at version {expected_version}")
+
+    def arrears(
+        self, account_type: AccountType | None, sort_column: str, descending: bool, limit: int
+    ) -> list[Account]:
+        column = t.accounts.c[sort_column]
+        query = sa.select(t.accounts).where(t.accounts.c.amount_owed > 0)
+        if account_type is not None:
+            query = query.where(t.accounts.c.account_type == account_type.value)
+        order = column.desc() if descending else column.asc()
+        query = query.order_by(order, t.accounts.c.id).limit(limit)
+        return [account_from_row(row) for row in self.connection.execute(query)]
+
+    def interim_sources(self) -> Iterator[tuple[Account, TenureRecord | None]]:
+        copies = t.tenure_copies
+        query = (
+            sa.select(t.accounts, copies.c.data, copies.c.stamps, copies.c.complete)
+            .select_from(t.accounts.outerjoin(copies, copies.c.tenure_id == t.accounts.c.target_id))
+            .where(t.accounts.c.target_type == "Tenure", t.accounts.c.account_type == AccountType.MASTER.value)
+        )
+        for row in self.connection.execute(query):
+            tenure = (
+                TenureRecord(row.target_id, dict(row.data), dict(row.stamps), bool(row.complete))
+                if row.data is not None
+                else None
+            )
+            yield account_from_row(row), tenure
+
+
+class SqlTargetTypeRepository:
+    def __init__(self, connection: sa.Connection) -> None:
+        self.connection = connection
+
+    def get(self, name: str) -> TargetType | None:
+        row = self.connection.execute(sa.select(t.target_types).where(t.target_types.c.name == name)).first()
+        return TargetType(row.name, Polarity(row.polarity), row.description) if row else None
+
+    def all(self) -> list[TargetType]:
+        rows = self.connection.execute(sa.select(t.target_types).order_by(t.target_types.c.name))
+        return [TargetType(row.name, Polarity(row.polarity), row.description) for row in rows]
+
+
+class SqlPaymentReferenceSerials:
+    def __init__(self, connection: sa.Connection) -> None:
+        self.connection = connection
+
+    def next_serial(self) -> int:
+        counter = t.payment_reference_counter
+        serial = self.connection.execute(
+            counter.update()
+            .where(counter.c.name == PRN_COUNTER)
+            .values(next_serial=counter.c.next_serial + 1)
+            .returning(counter.c.next_serial)
+        ).scalar_one()
+        return int(serial) - 1
+
+
+class SqlOutbox:
+    def __init__(self, connection: sa.Connection) -> None:
+        self.connection = connection
+
+    def add(self, topic: str, event: EventEnvelope, group_id: str) -> None:
+        self.connection.execute(
+            t.outbox.insert().values(
+                event_id=event.id,
+                topic=topic,
+                event_type=event.event_type,
+                group_id=group_id,
+                payload=json.dumps(event.to_wire(), default=str),
+                created_at=event.date_time,
+            )
+        )
+
+    def pending(self, limit: int) -> list[OutboxMessage]:
+        query = (
+            sa.select(
+                t.outbox.c.position,
+                t.outbox.c.topic,
+                t.outbox.c.group_id,
+                t.outbox.c.event_id,
+                t.outbox.c.payload,
+            )
+            .where(t.outbox.c.published_at.is_(None))
+            .order_by(t.outbox.c.position)
+            .limit(limit)
+        )
+        return [
+            OutboxMessage(row.position, row.topic, row.group_id, row.event_id, row.payload.encode())
+            for row in self.connection.execute(query)
+        ]
+
+    def mark_published(self, positions: Sequence[int], at: datetime) -> None:
+        if positions:
+            self.connection.execute(t.outbox.update().where(t.outbox.c.position.in_(positions)).values(published_at=at))
+
+    def count_pending(self) -> int:
+        query = sa.select(sa.func.count()).select_from(t.outbox).where(t.outbox.c.published_at.is_(None))
+        return int(self.connection.execute(query).scalar_one())
+
+
+class SqlProcessedEvents:
+    def __init__(self, connection: sa.Connection) -> None:
+        self.connection = connection
+
+    def seen(self, event_id: UUID) -> bool:
+        query = sa.select(t.processed_events.c.event_id).where(t.processed_events.c.event_id == event_id)
+        return self.connection.execute(query).first() is not None
+
+    def record(self, event: EventEnvelope, outcome: str, at: datetime) -> None:
+        self.connection.execute(
+            t.processed_events.insert().values(
+                event_id=event.id,
+                event_type=event.event_type[:80],
+                entity_id=event.entity_id,
+                outcome=outcome[:200],
+                processed_at=at,
+            )
+        )
+
+
+class SqlTenureCopies:
+    def __init__(self, connection: sa.Connection) -> None:
+        self.connection = connection
+
+    def get(self, tenure_id: UUID, *, for_update: bool = False) -> TenureRecord | None:
+        query = sa.select(t.tenure_copies).where(t.tenure_copies.c.tenure_id == tenure_id)
+        if for_update:
+            query = query.with_for_update()
+        row = self.connection.execute(query).first()
+        if row is None:
+            return None
+        return TenureRecord(row.tenure_id, dict(row.data), dict(row.stamps), bool(row.complete))
+
+    def save(self, record: TenureRecord, at: datetime) -> None:
+        values = {"data": record.data, "stamps": record.stamps, "complete": record.complete, "updated_at": at}
+        updated = self.connection.execute(
+            t.tenure_copies.update().where(t.tenure_copies.c.tenure_id == record.tenure_id).values(values)
+        )
+        if updated.rowcount == 0:
+            self.connection.execute(t.tenure_copies.insert().values(tenure_id=record.tenure_id, **values))
+
+
+INTERIM_FIELDS = (
+    "payment_ref",
+    "rent_group",
+    "tenure",
+    "start_date",
+    "end_date",
+    "property_ref",
+    "short_address",
+    "address",
+    "post_code",
+    "num_bedrooms",
+    "title",
+    "forename",
+    "surname",
+    "date_of_birth",
+)
+
+
+def interim_from_row(row: sa.Row[Any]) -> InterimRow:
+    return InterimRow(**{name: getattr(row, name) for name in INTERIM_FIELDS})
+
+
+class SqlInterimRows:
+    def __init__(self, connection: sa.Connection) -> None:
+        self.connection = connection
+
+    def get(self, payment_ref: str) -> InterimRow | None:
+        row = self.connection.execute(
+            sa.select(t.interim_rows).where(t.interim_rows.c.payment_ref == payment_ref)
+        ).first()
+        return interim_from_row(row) if row else None
+
+    def by_account(self, account_id: UUID) -> InterimRow | None:
+        row = self.connection.execute(
+            sa.select(t.interim_rows).where(t.interim_rows.c.account_id == account_id)
+        ).first()
+        return interim_from_row(row) if row else None
+
+    def save(self, account_id: UUID, row: InterimRow, previous: InterimRow | None, at: datetime) -> int:
+        values = {name: getattr(row, name) for name in INTERIM_FIELDS}
+        if previous is None:
+            self.connection.execute(
+                t.interim_rows.insert().values(account_id=account_id, version=1, updated_at=at, **values)
+            )
+            return 1
+        version = self.connection.execute(
+            t.interim_rows.update()
+            .where(t.interim_rows.c.account_id == account_id)
+            .values(version=t.interim_rows.c.version + 1, updated_at=at, **values)
+            .returning(t.interim_rows.c.version)
+        ).scalar_one()
+        return int(version)
+
+    def mark_pending(self, sinks: Sequence[str], payment_ref: str, version: int) -> None:
+        pending = t.interim_pending
+        for sink in sinks:
+            updated = self.connection.execute(
+                pending.update()
+                .where(pending.c.sink == sink, pending.c.payment_ref == payment_ref)
+                .values(version=version)
+            )
+            if updated.rowcount == 0:
+                self.connection.execute(pending.insert().values(sink=sink, payment_ref=payment_ref, version=version))
+
+    def all(self) -> list[InterimRow]:
+        rows = self.connection.execute(sa.select(t.interim_rows).order_by(t.interim_rows.c.payment_ref))
+        return [interim_from_row(row) for row in rows]
+
+    def pending(self, sink: str, limit: int) -> list[tuple[str, int]]:
+        pending = t.interim_pending
+        query = (
+            sa.select(pending.c.payment_ref, pending.c.version)
+            .where(pending.c.sink == sink)
+            .order_by(pending.c.version, pending.c.payment_ref)
+            .limit(limit)
+        )
+        return [(row.payment_ref, row.version) for row in self.connection.execute(query)]
+
+    def has_pending(self, sink: str) -> bool:
+        query = sa.select(t.interim_pending.c.payment_ref).where(t.interim_pending.c.sink == sink).limit(1)
+        return self.connection.execute(query).first() is not None
+
+    def rows(self, payment_refs: Sequence[str]) -> list[InterimRow]:
+        if not payment_refs:
+            return []
+        query = sa.select(t.interim_rows).where(t.interim_rows.c.payment_ref.in_(payment_refs))
+        return [interim_from_row(row) for row in self.connection.execute(query)]
+
+    def clear_pending(self, sink: str, delivered: Sequence[tuple[str, int]]) -> None:
+        pending = t.interim_pending
+        if not delivered:
+            return
+        self.connection.execute(
+            pending.delete().where(
+                pending.c.sink == sink,
+                pending.c.payment_ref == sa.bindparam("ref"),
+                pending.c.version <= sa.bindparam("delivered_version"),
+            ),
+            [{"ref": ref, "delivered_version": version} for ref, version in delivered],
+        )
+
+    def enable_sinks(self, sinks: Sequence[str], at: datetime) -> list[str]:
+        known = set(self.connection.execute(sa.select(t.interim_sinks.c.sink)).scalars())
+        new = [sink for sink in sinks if sink not in known]
+        for sink in new:
+            self.connection.execute(t.interim_sinks.insert().values(sink=sink, enabled_at=at))
+            self.queue_everything(sink)
+        return new
+
+    def queue_everything(self, sink: str) -> int:
+        pending = t.interim_pending
+        self.connection.execute(pending.delete().where(pending.c.sink == sink))
+        result = self.connection.execute(
+            pending.insert().from_select(
+                ["sink", "payment_ref", "version"],
+                sa.select(sa.literal(sink), t.interim_rows.c.payment_ref, t.interim_rows.c.version),
+            )
+        )
+        return int(result.rowcount or 0)
+
+    def note_delivery(self, sink: str, at: datetime, error: str | None) -> None:
+        values: dict[str, Any] = {"last_error": error}
+        if error is None:
+            values["last_delivered_at"] = at
+        self.connection.execute(t.interim_sinks.update().where(t.interim_sinks.c.sink == sink).values(values))
+
+
+class SqlDeadLetters:
+    def __init__(self, connection: sa.Connection) -> None:
+        self.connection = connection
+
+    def add(
+        self,
+        source: str,
+        body: bytes,
+        reason: str,
+        attempts: int,
+        at: datetime,
+        event_id: str | None = None,
+        event_type: str | None = None,
+    ) -> None:
+        self.connection.execute(
+            t.dead_letters.insert().values(
+                source=source[:80],
+                body=body,
+                reason=reason,
+                attempts=attempts,
+                created_at=at,
+                event_id=event_id[:64] if event_id else None,
+                event_type=event_type[:80] if event_type else None,
+            )
+        )
+
+    def list(self, include_replayed: bool = False) -> list[DeadLetter]:
+        query = sa.select(t.dead_letters).order_by(t.dead_letters.c.id)
+        if not include_replayed:
+            query = query.where(t.dead_letters.c.replayed_at.is_(None))
+        return [
+            DeadLetter(
+                id=row.id,
+                source=row.source,
+                event_id=row.event_id,
+                event_type=row.event_type,
+                body=bytes(row.body),
+                reason=row.reason,
+                attempts=row.attempts,
+                created_at=aware(row.created_at),  # type: ignore[arg-type]
+                replayed_at=aware(row.replayed_at),
+            )
+            for row in self.connection.execute(query)
+        ]
+
+    def mark_replayed(self, dead_letter_id: int, at: datetime) -> None:
+        self.connection.execute(
+            t.dead_letters.update().where(t.dead_letters.c.id == dead_letter_id).values(replayed_at=at)
+        )

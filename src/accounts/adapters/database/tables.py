@@ -1,0 +1,194 @@
+"""The service's tables: one schema for SQLite (embedded) and PostgreSQL.
+
+Alembic migrations are generated from this metadata; the partial indexes are the
+ones the queries of the API and the listener rely on.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+Money = sa.Numeric(14, 2, asdecimal=True)
+Timestamp = sa.DateTime(timezone=True)
+
+target_types = sa.Table(
+    "target_types",
+    metadata,
+    sa.Column("name", sa.String(40), primary_key=True),
+    sa.Column("polarity", sa.String(40), nullable=False),
+    sa.Column("description", sa.String(200), nullable=False, server_default=""),
+)
+
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("target_type", sa.String(40), sa.ForeignKey("target_types.name"), nullable=False),
+    sa.Column("target_id", sa.Uuid, nullable=False),
+    sa.Column("account_type", sa.String(20), nullable=False),
+    sa.Column("rent_group_type", sa.String(40)),
+    sa.Column("agreement_type", sa.String(100)),
+    sa.Column("account_balance", Money, nullable=False),
+    sa.Column("consolidated_balance", Money, nullable=False),
+    # Derived from the balance and the target type's polarity; kept for the arrears index.
+    sa.Column("amount_owed", Money, nullable=False),
+    sa.Column("payment_reference", sa.String(10), nullable=False),
+    sa.Column("parent_account_id", sa.Uuid),
+    sa.Column("created_by", sa.String(320), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("last_updated_by", sa.String(320), nullable=False),
+    sa.Column("last_updated_at", Timestamp, nullable=False),
+    sa.Column("start_date", Timestamp),
+    sa.Column("end_date", Timestamp),
+    sa.Column("end_reason_code", sa.String(50)),
+    sa.Column("account_status", sa.String(20), nullable=False),
+    sa.Column("consolidated_charges", sa.JSON, nullable=False),
+    sa.Column("tenure", sa.JSON),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Index("ix_accounts_target", "target_id", "account_type"),
+    sa.Index("ux_accounts_payment_reference", "payment_reference", unique=True),
+    sa.Index("ix_accounts_arrears_by_type", "account_type", "amount_owed"),
+    sa.Index("ix_accounts_arrears", "amount_owed"),
+    # At most one active Master account per target.
+    sa.Index(
+        "ux_accounts_active_master",
+        "target_id",
+        unique=True,
+        sqlite_where=sa.text("account_type = 'Master' AND account_status <> 'Ended'"),
+        postgresql_where=sa.text("account_type = 'Master' AND account_status <> 'Ended'"),
+    ),
+)
+
+# Allocation serials for payment references: one row, bumped inside the creating transaction.
+payment_reference_counter = sa.Table(
+    "payment_reference_counter",
+    metadata,
+    sa.Column("name", sa.String(20), primary_key=True),
+    sa.Column("next_serial", sa.BigInteger, nullable=False),
+)
+
+# The transactional outbox: written with the change, published by the relay.
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("position", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("event_id", sa.Uuid, nullable=False, unique=True),
+    sa.Column("topic", sa.String(40), nullable=False),
+    sa.Column("event_type", sa.String(80), nullable=False),
+    sa.Column("group_id", sa.String(80), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("published_at", Timestamp),
+    sa.Index(
+        "ix_outbox_unpublished",
+        "position",
+        sqlite_where=sa.text("published_at IS NULL"),
+        postgresql_where=sa.text("published_at IS NULL"),
+    ),
+)
+
+# Exactly-once effect: an event id is recorded in the same transaction as its change.
+processed_events = sa.Table(
+    "processed_events",
+    metadata,
+    sa.Column("event_id", sa.Uuid, primary_key=True),
+    sa.Column("event_type", sa.String(80), nullable=False),
+    sa.Column("entity_id", sa.Uuid),
+    sa.Column("outcome", sa.String(200), nullable=False),
+    sa.Column("processed_at", Timestamp, nullable=False),
+)
+
+# The finance side's merged copy of each tenure, with per-field change times.
+tenure_copies = sa.Table(
+    "tenure_copies",
+    metadata,
+    sa.Column("tenure_id", sa.Uuid, primary_key=True),
+    sa.Column("data", sa.JSON, nullable=False),
+    sa.Column("stamps", sa.JSON, nullable=False),
+    sa.Column("complete", sa.Boolean, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+)
+
+# The embedded broker: a durable queue inside the service's own database.
+embedded_messages = sa.Table(
+    "embedded_messages",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("topic", sa.String(40), nullable=False),
+    sa.Column("group_id", sa.String(80), nullable=False),
+    sa.Column("message_id", sa.String(128), nullable=False),
+    sa.Column("body", sa.LargeBinary, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("available_at", Timestamp, nullable=False),
+    sa.Column("leased_until", Timestamp),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Index("ix_embedded_messages_ready", "topic", "available_at"),
+)
+
+# Messages that can never be processed, with the reason; listed and replayed by the CLI.
+dead_letters = sa.Table(
+    "dead_letters",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("source", sa.String(80), nullable=False),
+    sa.Column("event_id", sa.String(64)),
+    sa.Column("event_type", sa.String(80)),
+    sa.Column("body", sa.LargeBinary, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("replayed_at", Timestamp),
+)
+
+# The interim sync table: one tenancy-agreement row per tenure account, written with the change.
+interim_rows = sa.Table(
+    "interim_rows",
+    metadata,
+    sa.Column("payment_ref", sa.String(10), primary_key=True),
+    sa.Column("account_id", sa.Uuid, nullable=False),
+    sa.Column("rent_group", sa.String(40), nullable=False),
+    sa.Column("tenure", sa.String(20), nullable=False),
+    sa.Column("start_date", sa.Date),
+    sa.Column("end_date", sa.Date),
+    sa.Column("property_ref", sa.String(40), nullable=False),
+    sa.Column("short_address", sa.String(200), nullable=False),
+    sa.Column("address", sa.String(500), nullable=False),
+    sa.Column("post_code", sa.String(10), nullable=False),
+    sa.Column("num_bedrooms", sa.Integer),
+    sa.Column("title", sa.String(20), nullable=False),
+    sa.Column("forename", sa.String(200), nullable=False),
+    sa.Column("surname", sa.String(200), nullable=False),
+    sa.Column("date_of_birth", sa.Date),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Index("ux_interim_rows_account", "account_id", unique=True),
+)
+
+# Rows a sink still has to receive: written with the row change, removed once delivered.
+interim_pending = sa.Table(
+    "interim_pending",
+    metadata,
+    sa.Column("sink", sa.String(40), primary_key=True),
+    sa.Column("payment_ref", sa.String(10), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+)
+
+# Sinks that have been given every row once; a newly enabled sink is backfilled.
+interim_sinks = sa.Table(
+    "interim_sinks",
+    metadata,
+    sa.Column("sink", sa.String(40), primary_key=True),
+    sa.Column("enabled_at", Timestamp, nullable=False),
+    sa.Column("last_delivered_at", Timestamp),
+    sa.Column("last_error", sa.Text),
+)

@@ -1,0 +1,374 @@
+"""The `accounts` command: serve, worker, migrate, token, events and interim sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import signal
+import sys
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from accounts.settings import DEV_JWT_SECRET, Settings, get_settings
+
+log = logging.getLogger("accounts")
+
+
+def configure_logging(settings: Settings) -> None:
+    from accounts.entrypoints.http.app import CorrelationFilter
+
+    handler = logging.StreamHandler()
+    handler.addFilter(CorrelationFilter())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s"))
+    logging.basicConfig(level=settings.log_level.upper(), handlers=[handler], force=True)
+
+
+def _stop_on_sigterm(stop: threading.Event) -> None:
+    def handler(signum: int, _frame: Any) -> None:
+        log.info("received signal %d: finishing the work in hand", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
+    from accounts.adapters.database.migrate import migrate
+
+    migrate(settings.database_url)
+    print(f"database is up to date: {_safe_url(settings.database_url)}")
+    return 0
+
+
+def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
+    from accounts.entrypoints.http.auth import mint_token
+
+    private_key = Path(args.private_key).read_text(encoding="utf-8") if args.private_key else None
+    groups = args.group or settings.write_groups
+    print(
+        mint_token(
+            settings,
+            name=args.name,
+            email=args.email,
+            groups=groups,
+            lifetime=timedelta(hours=args.hours),
+            private_key=private_key,
+        )
+    )
+    return 0
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from accounts.bootstrap import bootstrap
+    from accounts.entrypoints.http.app import create_app
+    from accounts.entrypoints.http.auth import mint_token
+    from accounts.entrypoints.worker import Worker
+
+    application = bootstrap(settings, run_migrations=True)
+    app = create_app(application)
+    worker = None
+    if settings.run_worker_in_serve and not args.no_worker:
+        worker = Worker(application)
+        worker.start()
+    if settings.environment != "production" and settings.jwt_secret == DEV_JWT_SECRET:
+        token = mint_token(
+            settings,
+            name="Local Developer",
+            email="developer@localhost",
+            groups=sorted(set(settings.read_groups) | set(settings.write_groups)),
+        )
+        print(
+            f"\nAccounts API on http://{settings.host}:{settings.port}/api/v1 "
+            f"(docs at /api/v1/docs)\nA bearer token for trying it out (12 hours, read and write):\n\n"
+            f"  export TOKEN={token}\n\n"
+            f'  curl -H "Authorization: Bearer $TOKEN" http://{settings.host}:{settings.port}/api/v1/target-types\n',
+            flush=True,
+        )
+    try:
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(), workers=1)
+    finally:
+        if worker is not None:
+            worker.shutdown()
+        application.close()
+    return 0
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from accounts.bootstrap import bootstrap
+    from accounts.entrypoints.worker import Worker
+
+    application = bootstrap(settings, run_migrations=not args.no_migrate)
+    worker = Worker(application, consume=not args.no_listen, relay=not args.no_relay, sync=not args.no_sync)
+    _stop_on_sigterm(worker.stop)
+    log.info("worker started (broker %s)", _safe_url(settings.broker_url))
+    worker.run_forever()
+    application.close()
+    log.info("worker stopped")
+    return 0
+
+
+def read_envelopes(paths: Sequence[str]) -> Iterator[dict[str, Any]]:
+    """Envelopes from files holding a JSON object, a JSON array, or JSON lines ('-' is stdin)."""
+    for path in paths:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+        stripped = text.strip()
+        if not stripped:
+            continue
+        try:
+            whole = json.loads(stripped)
+        except ValueError:
+            whole = None
+        if isinstance(whole, dict):
+            yield whole
+        elif isinstance(whole, list):
+            yield from whole
+        else:
+            for number, line in enumerate(stripped.splitlines(), 1):
+                if line.strip():
+                    try:
+                        yield json.loads(line)
+                    except ValueError as error:
+                        raise SystemExit(f"{path}:{number}: not JSON: {error}") from None
+
+
+def cmd_events_publish(settings: Settings, args: argparse.Namespace) -> int:
+    from accounts.adapters.database.engine import create_engine
+    from accounts.bootstrap import build_broker
+    from accounts.service.ports import TENURE_TOPIC
+
+    engine = create_engine(settings.database_url)
+    broker = build_broker(settings, engine)
+    count = 0
+    batch: list[tuple[bytes, str, str]] = []
+
+    def flush() -> None:
+        bulk = getattr(broker, "publish_many", None)
+        if bulk is not None:
+            bulk(TENURE_TOPIC, batch)
+        else:
+            for body, group_id, message_id in batch:
+                broker.publish(TENURE_TOPIC, body, group_id=group_id, message_id=message_id)
+        batch.clear()
+
+    for envelope in read_envelopes(args.files):
+        # Published as given: a malformed event is the listener's to dead-letter, with its reason.
+        group = str(envelope.get("entityId") or "unknown") if isinstance(envelope, dict) else "unknown"
+        message_id = str(envelope.get("id") or uuid.uuid4()) if isinstance(envelope, dict) else str(uuid.uuid4())
+        batch.append((json.dumps(envelope).encode(), group, message_id))
+        count += 1
+        if len(batch) >= 500:
+            flush()
+    if batch:
+        flush()
+    broker.close()
+    engine.dispose()
+    print(f"published {count} events to {_safe_url(settings.broker_url)}")
+    return 0
+
+
+def cmd_events_dead_letters(settings: Settings, args: argparse.Namespace) -> int:
+    from accounts.bootstrap import bootstrap
+
+    application = bootstrap(settings)
+    with application.uow(read_only=True) as uow:
+        letters = uow.dead_letters.list(include_replayed=args.all)
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "id": letter.id,
+                        "eventId": letter.event_id,
+                        "eventType": letter.event_type,
+                        "reason": letter.reason,
+                        "attempts": letter.attempts,
+                        "createdAt": letter.created_at.isoformat(),
+                        "replayedAt": letter.replayed_at.isoformat() if letter.replayed_at else None,
+                        "body": letter.body.decode("utf-8", "replace"),
+                    }
+                    for letter in letters
+                ],
+                indent=2,
+            )
+        )
+    else:
+        for letter in letters:
+            state = f" replayed {letter.replayed_at:%Y-%m-%d %H:%M}" if letter.replayed_at else ""
+            print(
+                f"{letter.id}\t{letter.created_at:%Y-%m-%d %H:%M:%S}\t{letter.event_type or '-'}\t"
+                f"{letter.event_id or '-'}\t{letter.reason}{state}"
+            )
+        print(f"{len(letters)} dead letter(s)", file=sys.stderr)
+    application.close()
+    return 0
+
+
+def cmd_events_replay(settings: Settings, args: argparse.Namespace) -> int:
+    from accounts.bootstrap import bootstrap
+    from accounts.service.accounts import utc_now
+    from accounts.service.ports import TENURE_TOPIC
+
+    application = bootstrap(settings)
+    broker = application.broker()
+    with application.uow(read_only=True) as uow:
+        letters = uow.dead_letters.list()
+    chosen = [letter for letter in letters if args.all or letter.id in set(args.id)]
+    if not chosen:
+        print("nothing to replay: give --id N (see `accounts events dead-letters`) or --all", file=sys.stderr)
+        return 1
+    for letter in chosen:
+        group = "replay"
+        with contextlib.suppress(ValueError, AttributeError):
+            group = str(json.loads(letter.body).get("entityId") or group)
+        broker.publish(
+            TENURE_TOPIC, letter.body, group_id=group, message_id=f"replay-{letter.id}-{uuid.uuid4().hex[:8]}"
+        )
+        with application.uow() as uow:
+            uow.dead_letters.mark_replayed(letter.id, utc_now())
+            uow.commit()
+    broker.close()
+    application.close()
+    print(f"replayed {len(chosen)} dead letter(s)")
+    return 0
+
+
+def cmd_interim_rebuild(settings: Settings, _args: argparse.Namespace) -> int:
+    from accounts.bootstrap import bootstrap
+
+    application = bootstrap(settings, run_migrations=True)
+    application.interim.enable_sinks()
+    queued = application.interim.rebuild()
+    pending = {sink.name: _pending(application, sink.name) for sink in application.interim.sinks}
+    application.close()
+    print(f"rebuilt the interim sinks from {queued} queued row(s); still pending: {pending}")
+    return 0 if not any(pending.values()) else 1
+
+
+def _pending(application: Any, sink: str) -> int:
+    with application.uow(read_only=True) as uow:
+        return len(uow.interim.pending(sink, 1_000_000))
+
+
+def cmd_interim_import_sheet(settings: Settings, args: argparse.Namespace) -> int:
+    from accounts.adapters.sinks.interim_database import InterimDatabaseSink
+    from accounts.adapters.sinks.xlsx_workbook import read_workbook
+
+    url = args.database_url or settings.interim_database_url
+    if not url:
+        print("set ACCOUNTS_INTERIM_DATABASE_URL (or --database-url) to the interim database", file=sys.stderr)
+        return 2
+    rows = read_workbook(Path(args.file))
+    sink = InterimDatabaseSink(url, batch_size=settings.interim_batch_size)
+    sink.deliver(rows)
+    sink.dispose()
+    print(f"loaded {len(rows)} tenancy agreement row(s) from {args.file} into the interim database")
+    return 0
+
+
+def cmd_interim_reconcile(settings: Settings, args: argparse.Namespace) -> int:
+    from accounts.bootstrap import bootstrap
+    from accounts.service.interim_sync import reconcile
+
+    application = bootstrap(settings)
+    targets = application.reconcile_targets()
+    differences = reconcile(application.uow, targets)
+    for difference in differences[: args.limit]:
+        print(difference.describe())
+    if len(differences) > args.limit:
+        print(f"... and {len(differences) - args.limit} more")
+    checked = ", ".join(sink.name for sink in targets) or "nothing"
+    if differences:
+        print(f"{len(differences)} difference(s) between the accounts and: {checked}")
+    else:
+        print(f"the accounts, and {checked}, agree")
+    application.close()
+    return 1 if differences else 0
+
+
+def _safe_url(url: str) -> str:
+    """A URL fit for a log line: no password."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("@")[-1]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="accounts", description="Housing finance accounts service")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the API (and the listener, relay and sinks) on ACCOUNTS_HOST:PORT")
+    serve.add_argument("--no-worker", action="store_true", help="the API alone")
+    serve.set_defaults(handler=cmd_serve)
+
+    worker = commands.add_parser("worker", help="run the listener, the outbox relay and the interim sinks")
+    worker.add_argument("--no-listen", action="store_true")
+    worker.add_argument("--no-relay", action="store_true")
+    worker.add_argument("--no-sync", action="store_true")
+    worker.add_argument("--no-migrate", action="store_true")
+    worker.set_defaults(handler=cmd_worker)
+
+    commands.add_parser("migrate", help="bring the database schema up to date").set_defaults(handler=cmd_migrate)
+
+    token = commands.add_parser("token", help="mint a bearer token signed with the configured secret")
+    token.add_argument("--name", required=True)
+    token.add_argument("--email", required=True)
+    token.add_argument("--group", action="append", help="repeat for several groups (default: the write groups)")
+    token.add_argument("--hours", type=float, default=12.0)
+    token.add_argument("--private-key", help="an RSA private key (PEM) for an RS256 token")
+    token.set_defaults(handler=cmd_token)
+
+    events = commands.add_parser("events", help="publish, list and replay tenure events").add_subparsers(
+        dest="events_command", required=True
+    )
+    publish = events.add_parser("publish", help="publish envelopes (JSON, JSON array or JSON lines) to the broker")
+    publish.add_argument("files", nargs="+")
+    publish.set_defaults(handler=cmd_events_publish)
+    dead = events.add_parser("dead-letters", help="list the events that could not be processed, with the reason")
+    dead.add_argument("--all", action="store_true", help="include those already replayed")
+    dead.add_argument("--json", action="store_true")
+    dead.set_defaults(handler=cmd_events_dead_letters)
+    replay = events.add_parser("replay", help="publish dead letters again")
+    replay.add_argument("--id", type=int, action="append", default=[])
+    replay.add_argument("--all", action="store_true")
+    replay.set_defaults(handler=cmd_events_replay)
+
+    interim = commands.add_parser("interim", help="the interim finance sync").add_subparsers(
+        dest="interim_command", required=True
+    )
+    interim.add_parser("rebuild", help="rewrite every interim sink from the sync table").set_defaults(
+        handler=cmd_interim_rebuild
+    )
+    load = interim.add_parser("import-sheet", help="load a workbook into the interim database")
+    load.add_argument("file")
+    load.add_argument("--database-url")
+    load.set_defaults(handler=cmd_interim_import_sheet)
+    check = interim.add_parser("reconcile", help="compare the accounts with the workbook and the interim database")
+    check.add_argument("--limit", type=int, default=200, help="print at most this many differences")
+    check.set_defaults(handler=cmd_interim_reconcile)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = get_settings()
+    except ValueError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return 2
+    configure_logging(settings)
+    return int(args.handler(settings, args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

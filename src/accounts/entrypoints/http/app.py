@@ -1,0 +1,171 @@
+"""The FastAPI application: middleware for limits and correlation ids, routes, problems."""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from accounts.bootstrap import Application
+from accounts.entrypoints.http import problems
+from accounts.entrypoints.http.auth import TokenVerifier
+from accounts.entrypoints.http.problems import ApiProblem, problem_response
+from accounts.entrypoints.http.routes import build_router
+from accounts.service.ports import MessageBroker
+
+log = logging.getLogger(__name__)
+
+correlation_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("correlation_id", default="-")
+
+
+class CorrelationFilter(logging.Filter):
+    """Puts the request's correlation id on every log record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.correlation_id = correlation_id_var.get()
+        return True
+
+
+class Publisher:
+    """The API's one broker connection for the events intake, shared by request threads."""
+
+    def __init__(self, make_broker: Callable[[], MessageBroker]) -> None:
+        self.make_broker = make_broker
+        self.broker: MessageBroker | None = None
+        self.lock = threading.Lock()
+
+    def publish_many(self, topic: str, items: list[tuple[bytes, str, str]]) -> None:
+        with self.lock:
+            if self.broker is None:
+                self.broker = self.make_broker()
+            bulk = getattr(self.broker, "publish_many", None)
+            if bulk is not None:
+                bulk(topic, items)
+                return
+            for body, group_id, message_id in items:
+                self.broker.publish(topic, body, group_id=group_id, message_id=message_id)
+
+    def close(self) -> None:
+        with self.lock:
+            if self.broker is not None:
+                self.broker.close()
+                self.broker = None
+
+
+class BodyLimit:
+    """Refuses bodies over the limit with 413 before anything parses them."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        too_large = problem_response(413, f"the request body must be at most {self.max_bytes} bytes")
+        if declared is not None:
+            try:
+                if int(declared) > self.max_bytes:
+                    await too_large(scope, receive, send)
+                    return
+            except ValueError:
+                await problem_response(400, "Content-Length is not a number")(scope, receive, send)
+                return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise ApiProblem(413, f"the request body must be at most {self.max_bytes} bytes")
+            return message
+
+        await self.app(scope, limited, send)
+
+
+class CorrelationId:
+    """Accepts x-correlation-id (a UUID) or makes one; echoes it and carries it into events."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        supplied = dict(scope.get("headers") or []).get(b"x-correlation-id", b"").decode("latin-1").strip()
+        try:
+            value = uuid.UUID(supplied)
+        except ValueError:
+            value = uuid.uuid4()
+        scope.setdefault("state", {})["correlation_id"] = value
+        token = correlation_id_var.set(str(value))
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"x-correlation-id", str(value).encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            correlation_id_var.reset(token)
+
+
+def create_app(application: Application) -> FastAPI:
+    app = FastAPI(
+        title="Housing finance Accounts API",
+        version="1.0.0",
+        description=(
+            "Rent accounts for council tenures: balances, payment references, charges and arrears. "
+            "Errors are application/problem+json. Send a bearer token; read needs a read group, "
+            "changes need a write group."
+        ),
+        docs_url="/api/v1/docs",
+        openapi_url="/api/v1/openapi.json",
+        redoc_url=None,
+    )
+    app.state.application = application
+    app.state.verifier = TokenVerifier(application.settings)
+    app.state.publisher = Publisher(application.broker)
+    problems.install(app)
+    app.include_router(build_router())
+    app.add_middleware(CorrelationId)
+    app.add_middleware(BodyLimit, max_bytes=application.settings.max_body_bytes)
+
+    def openapi() -> dict[str, Any]:
+        """The document as served: FastAPI's 422 replaced by the 400 problem this API answers."""
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        for path in schema.get("paths", {}).values():
+            for operation in path.values():
+                operation.get("responses", {}).pop("422", None)
+        schema["components"]["securitySchemes"] = {
+            "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+        }
+        schema["security"] = [{"bearer": []}]
+        for name in ("HTTPValidationError", "ValidationError"):
+            schema["components"].get("schemas", {}).pop(name, None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+    @app.on_event("shutdown")
+    def _close() -> None:
+        app.state.publisher.close()
+
+    return app

@@ -1,0 +1,361 @@
+"""The Accounts API routes, under /api/v1, in the existing clients' wire format."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Annotated, Any
+from uuid import UUID
+
+import orjson
+import pydantic
+from fastapi import APIRouter, Header, Query, Request
+from starlette.responses import Response
+
+from accounts.domain.account import Account, AccountType, Actor, etag, to_wire
+from accounts.domain.errors import ImmutableField, ValidationProblem
+from accounts.domain.events import MalformedEvent, parse_envelope
+from accounts.entrypoints.http.problems import ApiProblem, problem_responses
+from accounts.entrypoints.http.schemas import (
+    JSON_PATCH_SCHEMA,
+    AccountCreate,
+    AccountList,
+    AccountPatched,
+    AccountResponse,
+    EventsAccepted,
+    Health,
+    TargetTypeList,
+)
+from accounts.service.accounts import ARREARS_SORT_NAMES
+from accounts.service.ports import TENURE_TOPIC
+
+MAX_EVENTS_PER_REQUEST = 1000
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return orjson.Fragment(str(value.quantize(Decimal("0.01"))))
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps(body, default=_default), status_code=status, media_type="application/json", headers=headers
+    )
+
+
+def account_response(account: Account, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return json_response(to_wire(account), status, {"ETag": etag(account), **(headers or {})})
+
+
+def account_list(accounts: list[Account]) -> Response:
+    return json_response({"accountResponseList": [to_wire(account) for account in accounts]})
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number")
+
+
+async def read_json(request: Request, *, exact: bool = True) -> Any:
+    """The body as JSON; with `exact`, numbers as Decimal (money never passes through float)."""
+    raw = await request.body()
+    if not raw:
+        raise ApiProblem(400, "the request body is empty; send a JSON document")
+    try:
+        if not exact:
+            return json.loads(raw, parse_constant=_reject_constant)
+        return json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
+    except RecursionError:
+        raise ApiProblem(400, "the JSON body is nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ApiProblem(400, f"the request body is not valid JSON: {error}") from None
+
+
+def media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def invalid(error: pydantic.ValidationError) -> ApiProblem:
+    params = [
+        {"name": ".".join(str(part) for part in item["loc"]) or "body", "reason": str(item["msg"])}
+        for item in error.errors(include_url=False)
+    ]
+    detail = "; ".join(f"{p['name']}: {p['reason']}" for p in params)
+    return ApiProblem(400, detail, invalid_params=params)
+
+
+def parse_uuid(value: str, name: str) -> UUID:
+    try:
+        return UUID(value)
+    except ValueError:
+        raise ApiProblem(
+            400, f"{name} must be a UUID, got {value[:64]!r}", [{"name": name, "reason": "must be a UUID"}]
+        ) from None
+
+
+def build_router() -> APIRouter:
+    router = APIRouter(prefix="/api/v1")
+
+    def services(request: Request) -> Any:
+        return request.app.state.application
+
+    def actor(request: Request, groups: str, action: str) -> Actor:
+        application = services(request)
+        allowed = getattr(application.settings, groups)
+        verifier = request.app.state.verifier
+        return verifier.authorise(request.headers.get("authorization"), allowed, action)  # type: ignore[no-any-return]
+
+    def reader(request: Request) -> None:
+        actor(request, "read_groups", "read accounts")
+
+    def writer(request: Request) -> Actor:
+        return actor(request, "write_groups", "change accounts")
+
+    def correlation(request: Request) -> UUID:
+        return request.state.correlation_id  # type: ignore[no-any-return]
+
+    @router.get(
+        "/accounts",
+        response_model=AccountList,
+        responses=problem_responses(400, 401, 403, 503),
+        summary="The accounts of a target (a tenure)",
+    )
+    def find_accounts(
+        request: Request,
+        targetId: Annotated[str | None, Query(description="The tenure (target) id; required")] = None,
+        accountType: Annotated[AccountType | None, Query()] = None,
+        type: Annotated[AccountType | None, Query(description="Alias of accountType")] = None,
+    ) -> Response:
+        reader(request)
+        if not targetId:
+            raise ApiProblem(400, "targetId is required", [{"name": "targetId", "reason": "is required"}])
+        target = parse_uuid(targetId, "targetId")
+        return account_list(services(request).accounts.by_target(target, accountType or type))
+
+    @router.get(
+        "/accounts/arrears",
+        response_model=AccountList,
+        responses=problem_responses(400, 401, 403, 503),
+        summary="Accounts in arrears, by their target type's polarity",
+    )
+    def arrears(
+        request: Request,
+        type: Annotated[AccountType | None, Query(description="Only accounts of this account type")] = None,
+        accountType: Annotated[AccountType | None, Query(description="Alias of type")] = None,
+        sortBy: Annotated[
+            str | None, Query(description=f"One of {', '.join(ARREARS_SORT_NAMES)} (any case); default amountOwed")
+        ] = None,
+        sort: Annotated[str | None, Query(description="Alias of sortBy")] = None,
+        direction: Annotated[str | None, Query(description="asc or desc (any case); default desc")] = None,
+        resultsCount: Annotated[int | None, Query(description="How many accounts at most")] = None,
+    ) -> Response:
+        reader(request)
+        settings = services(request).settings
+        order = (direction or "desc").lower()
+        if order not in ("asc", "desc"):
+            raise ApiProblem(
+                400, "direction must be asc or desc", [{"name": "direction", "reason": "must be asc or desc"}]
+            )
+        count = settings.arrears_default_count if resultsCount is None else resultsCount
+        if not 1 <= count <= settings.arrears_max_count:
+            reason = f"must be between 1 and {settings.arrears_max_count}"
+            raise ApiProblem(400, f"resultsCount {reason}", [{"name": "resultsCount", "reason": reason}])
+        found = services(request).accounts.arrears(
+            accountType or type, sortBy or sort or "amountOwed", order == "desc", count
+        )
+        return account_list(found)
+
+    @router.get(
+        "/accounts/{id}",
+        response_model=AccountResponse,
+        responses=problem_responses(400, 401, 403, 404, 503),
+        summary="One account, with its ETag",
+    )
+    def get_account(request: Request, id: str) -> Response:
+        reader(request)
+        return account_response(services(request).accounts.get(parse_uuid(id, "id")))
+
+    @router.post(
+        "/accounts",
+        status_code=201,
+        response_model=AccountResponse,
+        responses=problem_responses(400, 401, 403, 409, 413, 415, 503),
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": AccountCreate.model_json_schema(ref_template="#/components/schemas/{model}")
+                    }
+                },
+            }
+        },
+        summary="Create an account; a payment reference is allocated when none is given",
+    )
+    async def create_account(request: Request) -> Response:
+        who = writer(request)
+        if media_type(request) != "application/json":
+            raise ApiProblem(415, "send the account as application/json")
+        body = await read_json(request)
+        if not isinstance(body, dict):
+            raise ApiProblem(400, "the account must be a JSON object")
+        try:
+            command = AccountCreate.model_validate(body).to_command()
+        except pydantic.ValidationError as error:
+            raise invalid(error) from None
+        application = services(request)
+        account = await _in_thread(application.accounts.create, command, who, correlation(request))
+        return account_response(account, 201, {"Location": f"/api/v1/accounts/{account.id}"})
+
+    @router.patch(
+        "/accounts/{id}",
+        response_model=AccountResponse,
+        responses=problem_responses(400, 401, 403, 404, 409, 412, 413, 415, 503),
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/merge-patch+json": {
+                        "schema": {"type": "object", "description": "The fields to change"}
+                    },
+                    "application/json-patch+json": {"schema": JSON_PATCH_SCHEMA},
+                    "application/json": {
+                        "schema": {"oneOf": [{"type": "object", "description": "A merge patch"}, JSON_PATCH_SCHEMA]}
+                    },
+                },
+            }
+        },
+        summary="Change an account with a merge patch or a JSON Patch; honours If-Match",
+    )
+    async def patch_account(
+        request: Request,
+        id: str,
+        if_match: Annotated[str | None, Header(alias="If-Match", description="The ETag you read")] = None,
+    ) -> Response:
+        from accounts.entrypoints.http.patching import JSON_PATCH, MERGE_PATCH, PLAIN_JSON, apply_patch
+
+        who = writer(request)
+        account_id = parse_uuid(id, "id")
+        kind = media_type(request)
+        if kind not in (MERGE_PATCH, JSON_PATCH, PLAIN_JSON):
+            raise ApiProblem(415, f"send {MERGE_PATCH}, {JSON_PATCH} or {PLAIN_JSON}; got {kind or 'no content type'}")
+        body = await read_json(request)
+
+        def change(account: Account) -> dict[str, Any]:
+            document = to_wire(account)
+            return changes_from(document, apply_patch(document, kind, body))
+
+        application = services(request)
+        account, _ = await _in_thread(
+            application.accounts.change, account_id, change, who, correlation(request), if_match
+        )
+        return account_response(account)
+
+    @router.get("/target-types", response_model=TargetTypeList, responses=problem_responses(401, 403, 503))
+    def target_types(request: Request) -> Response:
+        reader(request)
+        found = services(request).accounts.target_types()
+        return json_response(
+            {
+                "targetTypes": [
+                    {"name": t.name, "polarity": t.polarity.value, "description": t.description} for t in found
+                ]
+            }
+        )
+
+    @router.post(
+        "/events",
+        status_code=202,
+        response_model=EventsAccepted,
+        responses=problem_responses(400, 401, 403, 413, 415, 503),
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "oneOf": [
+                                {"type": "object", "description": "One event envelope"},
+                                {"type": "array", "items": {"type": "object"}, "maxItems": MAX_EVENTS_PER_REQUEST},
+                            ]
+                        }
+                    }
+                },
+            }
+        },
+        summary="Queue tenure event envelopes for the finance listener",
+    )
+    async def intake(request: Request) -> Response:
+        writer(request)
+        if media_type(request) != "application/json":
+            raise ApiProblem(415, "send events as application/json")
+        body = await read_json(request, exact=False)
+        envelopes = body if isinstance(body, list) else [body]
+        if not envelopes or len(envelopes) > MAX_EVENTS_PER_REQUEST:
+            raise ApiProblem(400, f"send between 1 and {MAX_EVENTS_PER_REQUEST} events")
+        problems, events = [], []
+        for index, raw in enumerate(envelopes):
+            try:
+                events.append(parse_envelope(raw) if isinstance(raw, dict) else parse_envelope(json.dumps(raw)))
+            except MalformedEvent as error:
+                problems.append({"name": f"[{index}]", "reason": str(error)})
+        if problems:
+            raise ApiProblem(400, "; ".join(f"{p['name']}: {p['reason']}" for p in problems), problems)
+        publisher = request.app.state.publisher
+        items = [
+            (json.dumps(raw).encode(), str(e.entity_id), str(e.id)) for raw, e in zip(envelopes, events, strict=True)
+        ]
+        await _in_thread(publisher.publish_many, TENURE_TOPIC, items)
+        return json_response({"accepted": len(events), "ids": [str(e.id) for e in events]}, 202)
+
+    @router.get("/healthcheck/ping", response_model=Health, summary="For the existing monitors")
+    def ping() -> Response:
+        return json_response({"status": "Healthy"})
+
+    @router.get("/health/live", response_model=Health, summary="Liveness: the process answers")
+    def live() -> Response:
+        return json_response({"status": "Healthy"})
+
+    @router.get(
+        "/health/ready",
+        response_model=Health,
+        responses=problem_responses(503),
+        summary="Readiness: the database answers",
+    )
+    def ready(request: Request) -> Response:
+        import sqlalchemy as sa
+
+        try:
+            with services(request).engine.connect() as connection:
+                connection.execute(sa.text("SELECT 1"))
+        except Exception:
+            raise ApiProblem(503, "the database is not answering", headers={"Retry-After": "5"}) from None
+        return json_response({"status": "Healthy", "checks": {"database": "ok"}})
+
+    return router
+
+
+SERVICE_SET = ("lastUpdatedAt", "lastUpdatedBy")
+
+
+def changes_from(original: dict[str, Any], patched: dict[str, Any]) -> dict[str, Any]:
+    """Domain changes from a patched wire document, every rule checked again."""
+    for name in ("id", "createdAt", "createdBy"):
+        if patched.get(name) != original.get(name):
+            raise ImmutableField(name)
+    for name in SERVICE_SET:
+        if patched.get(name) != original.get(name):
+            raise ValidationProblem(name, "is set by the service and cannot be patched")
+    try:
+        model = AccountPatched.model_validate(patched)
+    except pydantic.ValidationError as error:
+        raise invalid(error) from None
+    fields = model.domain_fields()
+    fields["payment_reference"] = model.paymentReference
+    return fields
+
+
+async def _in_thread(function: Any, *args: Any) -> Any:
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(function, *args)

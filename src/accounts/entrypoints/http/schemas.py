@@ -1,0 +1,235 @@
+"""The wire models: what clients send and read, as the OpenAPI document shows them.
+
+Field names are the existing clients' camelCase. Read-only audit fields that the
+real clients send (createdBy, ...) are accepted and ignored: the token decides who.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Any
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from accounts.domain.account import (
+    AccountStatus,
+    AccountTenure,
+    AccountType,
+    ConsolidatedCharge,
+    PrimaryTenant,
+    RentGroupType,
+    TenureTypeRef,
+)
+from accounts.service.accounts import NewAccount
+
+Text = Annotated[str, StringConstraints(max_length=200)]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+Money = Annotated[Decimal, Field(max_digits=14, decimal_places=2, allow_inf_nan=False, examples=[317.54])]
+PaymentReference = Annotated[str, StringConstraints(pattern=r"^[0-9]{9,10}$")]
+
+
+class Wire(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=False)
+
+
+class ChargeIn(Wire):
+    type: ShortText
+    frequency: ShortText
+    amount: Money
+
+
+class TenureTypeIn(Wire):
+    code: Annotated[str, StringConstraints(min_length=1, max_length=10)]
+    description: Annotated[str, StringConstraints(max_length=100)] = ""
+
+
+class PrimaryTenantIn(Wire):
+    id: UUID
+    fullName: Annotated[str, StringConstraints(max_length=200)]
+
+
+class TenureIn(Wire):
+    tenureId: UUID
+    tenureType: TenureTypeIn | None = None
+    fullAddress: Annotated[str, StringConstraints(max_length=500)] | None = None
+    primaryTenants: Annotated[list[PrimaryTenantIn], Field(max_length=50)] = []
+
+    def to_domain(self) -> AccountTenure:
+        return AccountTenure(
+            tenure_id=self.tenureId,
+            tenure_type=TenureTypeRef(self.tenureType.code, self.tenureType.description) if self.tenureType else None,
+            full_address=self.fullAddress,
+            primary_tenants=tuple(PrimaryTenant(p.id, p.fullName) for p in self.primaryTenants),
+        )
+
+
+def _as_utc(value: datetime | None) -> datetime | None:
+    """Dates without a zone (`2021-04-01`) are taken as UTC."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class AccountFields(Wire):
+    """The fields a client may set, shared by create and the result of a patch."""
+
+    targetType: Annotated[str, StringConstraints(min_length=1, max_length=40)] = Field(
+        description="A target type from GET /api/v1/target-types, e.g. Tenure"
+    )
+    targetId: UUID
+    accountType: AccountType
+    paymentReference: PaymentReference | None = Field(
+        default=None, description="9 or 10 digits; allocated with a check digit when left out"
+    )
+    rentGroupType: RentGroupType | None = None
+    agreementType: Annotated[str, StringConstraints(max_length=100)] | None = None
+    accountBalance: Money = Decimal("0.00")
+    consolidatedBalance: Money = Decimal("0.00")
+    parentAccountId: UUID | None = None
+    startDate: datetime | None = None
+    endDate: datetime | None = None
+    endReasonCode: Annotated[str, StringConstraints(max_length=50)] | None = None
+    accountStatus: AccountStatus = AccountStatus.ACTIVE
+    consolidatedCharges: Annotated[list[ChargeIn], Field(max_length=50)] = []
+    tenure: TenureIn | None = None
+
+    @field_validator("startDate", "endDate")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return _as_utc(value)
+
+    def domain_fields(self) -> dict[str, Any]:
+        """Keyword arguments for the domain `Account` (and `NewAccount`)."""
+        return {
+            "target_type": self.targetType,
+            "target_id": self.targetId,
+            "account_type": self.accountType,
+            "rent_group_type": self.rentGroupType,
+            "agreement_type": self.agreementType,
+            "account_balance": self.accountBalance,
+            "consolidated_balance": self.consolidatedBalance,
+            "parent_account_id": self.parentAccountId,
+            "start_date": self.startDate,
+            "end_date": self.endDate,
+            "end_reason_code": self.endReasonCode,
+            "account_status": self.accountStatus,
+            "consolidated_charges": tuple(
+                ConsolidatedCharge(c.type, c.frequency, c.amount) for c in self.consolidatedCharges
+            ),
+            "tenure": self.tenure.to_domain() if self.tenure else None,
+        }
+
+
+class AccountCreate(AccountFields):
+    """POST /api/v1/accounts. createdBy and friends are accepted but the token decides them."""
+
+    createdBy: Text | None = Field(default=None, description="Ignored: taken from the bearer token")
+    lastUpdatedBy: Text | None = Field(default=None, description="Ignored: taken from the bearer token")
+    createdAt: datetime | None = Field(default=None, description="Ignored: set by the service")
+    lastUpdatedAt: datetime | None = Field(default=None, description="Ignored: set by the service")
+
+    def to_command(self) -> NewAccount:
+        fields = self.domain_fields()
+        return NewAccount(payment_reference=self.paymentReference, **fields)
+
+
+class AccountPatched(AccountFields):
+    """An account document after a patch: every field, re-validated."""
+
+    id: UUID
+    paymentReference: PaymentReference
+    createdBy: str
+    createdAt: datetime
+    lastUpdatedBy: str
+    lastUpdatedAt: datetime
+
+
+class ChargeOut(BaseModel):
+    type: str
+    frequency: str
+    amount: Decimal
+
+
+class TenureTypeOut(BaseModel):
+    code: str
+    description: str
+
+
+class PrimaryTenantOut(BaseModel):
+    id: UUID
+    fullName: str
+
+
+class TenureOut(BaseModel):
+    tenureId: UUID
+    tenureType: TenureTypeOut | None
+    fullAddress: str | None
+    primaryTenants: list[PrimaryTenantOut]
+
+
+class AccountResponse(BaseModel):
+    """An account as every client reads it. Money is a JSON number with two decimals."""
+
+    id: UUID
+    parentAccountId: UUID | None
+    paymentReference: str
+    targetType: str
+    targetId: UUID
+    accountType: AccountType
+    rentGroupType: RentGroupType | None
+    agreementType: str | None
+    accountBalance: Decimal
+    consolidatedBalance: Decimal
+    createdBy: str
+    createdAt: datetime
+    lastUpdatedBy: str
+    lastUpdatedAt: datetime
+    startDate: datetime | None
+    endDate: datetime | None
+    endReasonCode: str | None
+    accountStatus: AccountStatus
+    consolidatedCharges: list[ChargeOut]
+    tenure: TenureOut | None
+
+
+class AccountList(BaseModel):
+    accountResponseList: list[AccountResponse]
+
+
+class TargetTypeResponse(BaseModel):
+    name: str
+    polarity: str = Field(description="NegativeIsArrears or PositiveIsArrears")
+    description: str
+
+
+class TargetTypeList(BaseModel):
+    targetTypes: list[TargetTypeResponse]
+
+
+class EventsAccepted(BaseModel):
+    accepted: int
+    ids: list[UUID]
+
+
+class Health(BaseModel):
+    status: str
+    checks: dict[str, str] = {}
+
+
+JSON_PATCH_SCHEMA: dict[str, Any] = {
+    "type": "array",
+    "description": "RFC 6902 operations. Paths may omit the leading slash; an extra operationType key is ignored.",
+    "items": {
+        "type": "object",
+        "required": ["op", "path"],
+        "properties": {
+            "op": {"type": "string", "enum": ["add", "remove", "replace", "move", "copy", "test"]},
+            "path": {"type": "string"},
+            "from": {"type": "string"},
+            "value": {},
+            "operationType": {},
+        },
+    },
+}

@@ -1,0 +1,336 @@
+"""Account use cases: the one path for every account change, from the API and the listener.
+
+`create_account` and `change_account` work inside a unit of work the caller owns, so
+the listener can record its processed event and tenure copy in the same transaction.
+Every change made here writes its outbox event and its interim sync row there too,
+whoever asked for it, so the two can never differ between the API and the listener.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, TypeVar
+from uuid import UUID, uuid4
+
+from accounts.domain import payment_reference
+from accounts.domain.account import (
+    Account,
+    AccountStatus,
+    AccountTenure,
+    AccountType,
+    Actor,
+    ConsolidatedCharge,
+    RentGroupType,
+    etag,
+)
+from accounts.domain.errors import ValidationProblem
+from accounts.domain.events import account_created, account_updated
+from accounts.domain.interim import interim_row, is_interim_account
+from accounts.domain.polarity import TargetType
+from accounts.service.ports import ACCOUNTS_TOPIC
+from accounts.service.unit_of_work import ConcurrencyConflict, UnitOfWork
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+T = TypeVar("T")
+
+# Sort keys the arrears query accepts (wire name -> column), matched case-insensitively.
+ARREARS_SORT_FIELDS = {
+    "amountowed": "amount_owed",
+    "accountbalance": "account_balance",
+    "consolidatedbalance": "consolidated_balance",
+    "paymentreference": "payment_reference",
+    "createdat": "created_at",
+    "lastupdatedat": "last_updated_at",
+    "startdate": "start_date",
+    "enddate": "end_date",
+    "accountstatus": "account_status",
+    "rentgrouptype": "rent_group_type",
+}
+ARREARS_SORT_NAMES = (
+    "amountOwed",
+    "accountBalance",
+    "consolidatedBalance",
+    "paymentReference",
+    "createdAt",
+    "lastUpdatedAt",
+    "startDate",
+    "endDate",
+    "accountStatus",
+    "rentGroupType",
+)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class AccountNotFound(Exception):
+    def __init__(self, account_id: UUID) -> None:
+        self.account_id = account_id
+        super().__init__(f"no account has id {account_id}")
+
+
+class AccountConflict(Exception):
+    """The change would break a uniqueness rule (409)."""
+
+    def __init__(self, field: str, rule: str) -> None:
+        self.field = field
+        super().__init__(f"{field} {rule}")
+
+
+class PreconditionFailed(Exception):
+    """If-Match named a version that is no longer current (412)."""
+
+
+@dataclass(frozen=True)
+class NewAccount:
+    """What a client or the listener asks for; the service fills in the rest."""
+
+    target_type: str
+    target_id: UUID
+    account_type: AccountType
+    payment_reference: str | None = None
+    rent_group_type: RentGroupType | None = None
+    agreement_type: str | None = None
+    account_balance: Decimal = Decimal("0.00")
+    consolidated_balance: Decimal = Decimal("0.00")
+    parent_account_id: UUID | None = None
+    start_date: datetime | None = None
+    end_date: datetime | None = None
+    end_reason_code: str | None = None
+    account_status: AccountStatus = AccountStatus.ACTIVE
+    consolidated_charges: tuple[ConsolidatedCharge, ...] = ()
+    tenure: AccountTenure | None = None
+
+
+@dataclass(frozen=True)
+class ChangeContext:
+    actor: Actor
+    correlation_id: UUID
+    at: datetime
+
+
+@dataclass
+class AccountService:
+    """Transactions around the account use cases, with retries on lost races."""
+
+    uow_factory: Callable[..., UnitOfWork]
+    interim_sinks: Sequence[str] = ()
+    clock: Clock = utc_now
+    attempts: int = 5
+
+    # Queries -----------------------------------------------------------------
+
+    def get(self, account_id: UUID) -> Account:
+        with self.uow_factory(read_only=True) as uow:
+            account = uow.accounts.get(account_id)
+        if account is None:
+            raise AccountNotFound(account_id)
+        return account
+
+    def by_target(self, target_id: UUID, account_type: AccountType | None) -> list[Account]:
+        with self.uow_factory(read_only=True) as uow:
+            return uow.accounts.by_target(target_id, account_type)
+
+    def arrears(self, account_type: AccountType | None, sort_by: str, descending: bool, count: int) -> list[Account]:
+        column = ARREARS_SORT_FIELDS.get(sort_by.lower())
+        if column is None:
+            raise ValidationProblem("sortBy", f"must be one of {', '.join(ARREARS_SORT_NAMES)}", sort_by)
+        with self.uow_factory(read_only=True) as uow:
+            return uow.accounts.arrears(account_type, column, descending, count)
+
+    def target_types(self) -> list[TargetType]:
+        with self.uow_factory(read_only=True) as uow:
+            return uow.target_types.all()
+
+    # Commands ----------------------------------------------------------------
+
+    def create(self, command: NewAccount, actor: Actor, correlation_id: UUID) -> Account:
+        def run(uow: UnitOfWork) -> Account:
+            return create_account(uow, command, self._context(actor, correlation_id), self.interim_sinks)
+
+        return self._in_transaction(run)
+
+    def change(
+        self,
+        account_id: UUID,
+        change: Callable[[Account], dict[str, Any]],
+        actor: Actor,
+        correlation_id: UUID,
+        if_match: str | None = None,
+    ) -> tuple[Account, bool]:
+        """Apply `change` (current account -> changed fields) to the current version.
+
+        Without If-Match a lost race is retried on the fresh version; with it the
+        client asked for that exact version, so a lost race is a 412.
+        """
+
+        def run(uow: UnitOfWork) -> tuple[Account, bool]:
+            account = uow.accounts.get(account_id)
+            if account is None:
+                raise AccountNotFound(account_id)
+            if if_match is not None and not etag_matches(if_match, account):
+                raise PreconditionFailed(f"If-Match {if_match} is not the current version {etag(account)}")
+            new = change_account(
+                uow, account, change(account), self._context(actor, correlation_id), self.interim_sinks
+            )
+            return new, new is not account
+
+        try:
+            return self._in_transaction(run, retry=if_match is None)
+        except ConcurrencyConflict:
+            raise PreconditionFailed("the account was changed by someone else; read it again") from None
+
+    def _context(self, actor: Actor, correlation_id: UUID) -> ChangeContext:
+        return ChangeContext(actor=actor, correlation_id=correlation_id, at=self.clock())
+
+    def _in_transaction(self, run: Callable[[UnitOfWork], T], retry: bool = True) -> T:
+        for attempt in range(1, self.attempts + 1):
+            try:
+                with self.uow_factory() as uow:
+                    result = run(uow)
+                    uow.commit()
+                    return result
+            except ConcurrencyConflict:
+                if not retry or attempt == self.attempts:
+                    raise
+                log.info("retrying after a lost race (attempt %d)", attempt)
+        raise AssertionError("unreachable")
+
+
+def etag_matches(if_match: str, account: Account) -> bool:
+    current = etag(account)
+    candidates = [tag.strip() for tag in if_match.split(",")]
+    return "*" in candidates or any(tag.removeprefix("W/") == current for tag in candidates)
+
+
+def _target_type(uow: UnitOfWork, name: str) -> TargetType:
+    target_type = uow.target_types.get(name)
+    if target_type is None:
+        allowed = ", ".join(t.name for t in uow.target_types.all())
+        raise ValidationProblem("targetType", f"must be one of {allowed}", name)
+    return target_type
+
+
+def _allocate_payment_reference(uow: UnitOfWork) -> str:
+    """The one allocator: a fresh serial with its check digit, skipping any PRN already used."""
+    while True:
+        candidate = payment_reference.from_serial(uow.payment_references.next_serial())
+        if not uow.accounts.payment_reference_taken(candidate):
+            return candidate
+
+
+def _check_payment_reference_free(uow: UnitOfWork, reference: str) -> None:
+    if uow.accounts.payment_reference_taken(reference):
+        raise AccountConflict("paymentReference", f"{reference} is already used by another account")
+
+
+def _check_rules(uow: UnitOfWork, account: Account, previous: Account | None) -> None:
+    """The rules that span accounts: one active Master per target, an existing parent."""
+    if account.account_type is AccountType.MASTER and account.is_active:
+        existing = uow.accounts.active_master(account.target_id)
+        if existing is not None and existing.id != account.id:
+            raise AccountConflict(
+                "targetId", f"{account.target_id} already has an active Master account ({existing.id})"
+            )
+    parent = account.parent_account_id
+    if (
+        parent is not None
+        and (previous is None or previous.parent_account_id != parent)
+        and uow.accounts.get(parent) is None
+    ):
+        raise ValidationProblem("parentAccountId", "must be the id of an existing account", parent)
+
+
+def create_account(
+    uow: UnitOfWork, command: NewAccount, context: ChangeContext, interim_sinks: Sequence[str]
+) -> Account:
+    target_type = _target_type(uow, command.target_type)
+    if command.payment_reference:
+        reference = payment_reference.validate(command.payment_reference)
+        _check_payment_reference_free(uow, reference)
+    else:
+        reference = _allocate_payment_reference(uow)
+    account = Account(
+        id=uuid4(),
+        target_type=target_type.name,
+        target_id=command.target_id,
+        account_type=command.account_type,
+        payment_reference=reference,
+        created_by=context.actor.label,
+        created_at=context.at,
+        last_updated_by=context.actor.label,
+        last_updated_at=context.at,
+        account_status=command.account_status,
+        rent_group_type=command.rent_group_type,
+        agreement_type=command.agreement_type,
+        account_balance=command.account_balance,
+        consolidated_balance=command.consolidated_balance,
+        parent_account_id=command.parent_account_id,
+        start_date=command.start_date,
+        end_date=command.end_date,
+        end_reason_code=command.end_reason_code,
+        consolidated_charges=command.consolidated_charges,
+        tenure=command.tenure,
+    )
+    _check_rules(uow, account, None)
+    uow.accounts.add(account, target_type.amount_owed(account.account_balance))
+    _record(uow, None, account, context, interim_sinks)
+    return account
+
+
+def change_account(
+    uow: UnitOfWork,
+    account: Account,
+    changes: dict[str, Any],
+    context: ChangeContext,
+    interim_sinks: Sequence[str],
+) -> Account:
+    """The new version, stored with its event and interim row; `account` itself when nothing changed."""
+    new = account.changed(context.actor, context.at, **changes)
+    if new is account:
+        return account
+    target_type = _target_type(uow, new.target_type)
+    if new.payment_reference != account.payment_reference:
+        _check_payment_reference_free(uow, new.payment_reference)
+    _check_rules(uow, new, account)
+    uow.accounts.update(new, account.version, target_type.amount_owed(new.account_balance))
+    _record(uow, account, new, context, interim_sinks)
+    return new
+
+
+def _record(
+    uow: UnitOfWork,
+    old: Account | None,
+    new: Account,
+    context: ChangeContext,
+    interim_sinks: Sequence[str],
+) -> None:
+    """The side effects every account change carries, in the same transaction."""
+    if old is None:
+        event = account_created(new, context.actor, context.correlation_id, context.at)
+    else:
+        event = account_updated(old, new, context.actor, context.correlation_id, context.at)
+    uow.outbox.add(ACCOUNTS_TOPIC, event, group_id=str(new.id))
+    sync_interim_row(uow, new, context.at, interim_sinks)
+
+
+def sync_interim_row(uow: UnitOfWork, account: Account, at: datetime, interim_sinks: Sequence[str]) -> None:
+    """Keep the account's tenancy-agreement row, and tell each sink when it changed."""
+    if not is_interim_account(account):
+        return
+    previous = uow.interim.by_account(account.id)
+    row = interim_row(account, uow.tenures.get(account.target_id))
+    if row == previous:
+        return
+    version = uow.interim.save(account.id, row, previous, at)
+    uow.interim.mark_pending(interim_sinks, row.payment_ref, version)
+    if previous is not None and previous.payment_ref != row.payment_ref:
+        # The old key's row must disappear from the sinks too.
+        uow.interim.mark_pending(interim_sinks, previous.payment_ref, version)
