@@ -47,6 +47,10 @@ def build_broker(settings: Settings, engine: sa.Engine) -> MessageBroker:
             queue_name=urlparse(url).netloc or settings.tenure_queue,
             region=settings.aws_region,
             endpoint_url=settings.sqs_endpoint_url,
+            topic_name=settings.sqs_topic_name,
+            accounts_topic_name=settings.sqs_accounts_topic_name,
+            visibility_timeout=settings.sqs_visibility_timeout,
+            max_receive_count=settings.sqs_max_receive_count,
         )
     raise ValueError(f"ACCOUNTS_BROKER_URL {url!r}: use embedded, amqp://... or sqs://QUEUE")
 

@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     tenure_queue: str = "accounts-tenure-events"
     accounts_exchange: str = "accounts"
     sqs_endpoint_url: str | None = None
+    sqs_topic_name: str | None = None  # set: tenure events go SNS FIFO -> SQS FIFO, as in production
+    sqs_accounts_topic_name: str = "accounts-events.fifo"
+    sqs_visibility_timeout: int = 30
+    sqs_max_receive_count: int = 10  # a backstop above max_attempts; the worker dead-letters first
     aws_region: str = "eu-west-2"
     worker_batch_size: int = 50
     worker_poll_seconds: float = 0.2
