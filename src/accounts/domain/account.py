@@ -109,7 +109,7 @@ def money(value: Decimal, field_name: str) -> Decimal:
         raise ValidationProblem(field_name, "must have at most two decimal places", value)
     if abs(value) >= MONEY_LIMIT:
         raise ValidationProblem(field_name, "must be less than 1,000,000,000,000 in size", value)
-    return value.quantize(MONEY_PLACES)
+    return value.quantize(MONEY_PLACES) + 0  # + 0: never -0.00
 
 
 def utc(value: datetime, field_name: str) -> datetime:
