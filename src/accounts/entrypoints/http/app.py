@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import FastAPI
@@ -60,26 +61,35 @@ class Publisher:
 
 
 class BodyLimit:
-    """Refuses bodies over the limit with 413 before anything parses them."""
+    """Refuses bodies over the limit with 413 before anything parses them.
+
+    Only methods that carry a body are checked: the GET routes never read one.
+    """
+
+    METHODS = frozenset({"POST", "PUT", "PATCH"})
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope.get("method") not in self.METHODS:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
-        too_large = problem_response(413, f"the request body must be at most {self.max_bytes} bytes")
+        too_large = problem_response(
+            413, f"the request body must be at most {self.max_bytes} bytes", instance=scope.get("path")
+        )
         if declared is not None:
             try:
                 if int(declared) > self.max_bytes:
                     await too_large(scope, receive, send)
                     return
             except ValueError:
-                await problem_response(400, "Content-Length is not a number")(scope, receive, send)
+                await problem_response(400, "Content-Length is not a number", instance=scope.get("path"))(
+                    scope, receive, send
+                )
                 return
         received = 0
 
@@ -125,7 +135,13 @@ class CorrelationId:
 
 
 def create_app(application: Application) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        app.state.publisher.close()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Housing finance Accounts API",
         version="1.0.0",
         description=(
@@ -150,9 +166,13 @@ def create_app(application: Application) -> FastAPI:
         if app.openapi_schema:
             return app.openapi_schema
         schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
         for path in schema.get("paths", {}).values():
             for operation in path.values():
                 operation.get("responses", {}).pop("422", None)
+                # Request bodies given as whole JSON schemas carry their own $defs: share them.
+                for content in operation.get("requestBody", {}).get("content", {}).values():
+                    components.update(content.get("schema", {}).pop("$defs", {}))
         schema["components"]["securitySchemes"] = {
             "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
         }
@@ -163,9 +183,5 @@ def create_app(application: Application) -> FastAPI:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-
-    @app.on_event("shutdown")
-    def _close() -> None:
-        app.state.publisher.close()
 
     return app

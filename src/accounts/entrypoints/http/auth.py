@@ -21,6 +21,7 @@ from accounts.entrypoints.http.problems import ApiProblem
 from accounts.settings import Settings
 
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="accounts"'}
+MAX_USER_LENGTH = 320
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,14 @@ class TokenVerifier:
         email = str(claims.get("email") or "")
         if not (name or email):
             raise ApiProblem(401, "the bearer token names no user (name, email or sub)", headers=CHALLENGE)
+        for claim, value in (("name", name), ("email", email)):
+            # The user is recorded as createdBy/lastUpdatedBy: it must fit and be storable text.
+            if len(value) > MAX_USER_LENGTH or not value.isprintable():
+                raise ApiProblem(
+                    401,
+                    f"the bearer token's {claim} must be printable text of at most {MAX_USER_LENGTH} characters",
+                    headers=CHALLENGE,
+                )
         principal = Principal(Actor(name, email), frozenset(str(g) for g in groups), float(claims["exp"]))
         with self.lock:
             self.cache[token] = principal

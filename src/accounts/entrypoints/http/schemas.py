@@ -11,7 +11,16 @@ from decimal import Decimal
 from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+)
 
 from accounts.domain.account import (
     AccountStatus,
@@ -24,9 +33,48 @@ from accounts.domain.account import (
 )
 from accounts.service.accounts import NewAccount
 
-Text = Annotated[str, StringConstraints(max_length=200)]
-ShortText = Annotated[str, StringConstraints(min_length=1, max_length=100)]
-Money = Annotated[Decimal, Field(max_digits=14, decimal_places=2, allow_inf_nan=False, examples=[317.54])]
+
+def _storable(value: str) -> str:
+    """Text every database can hold: no NUL characters, no lone surrogates."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text") from None
+    return value
+
+
+def _number(value: Any) -> Any:
+    """Money is a JSON number: "12.50" (a string) and true (a boolean) are refused, not coerced."""
+    if isinstance(value, str | bool) or not isinstance(value, int | float | Decimal):
+        raise ValueError("must be a JSON number, such as 317.54")
+    return value
+
+
+def _date_text(value: Any) -> Any:
+    """Dates are ISO-8601 strings; a bare number is not taken as seconds since 1970."""
+    if not isinstance(value, str | datetime):
+        raise ValueError("must be an ISO-8601 date or date-time string, such as 2021-04-01")
+    return value
+
+
+MONEY_SCHEMA: dict[str, Any] = {
+    "type": "number",
+    "description": "An exact amount in pounds with at most two decimal places",
+    "examples": [317.54],
+}
+Storable = AfterValidator(_storable)
+Text = Annotated[str, StringConstraints(max_length=200), Storable]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=100), Storable]
+Money = Annotated[
+    Decimal,
+    BeforeValidator(_number),
+    Field(max_digits=14, decimal_places=2, allow_inf_nan=False),
+    WithJsonSchema(MONEY_SCHEMA),
+]
+MoneyOut = Annotated[Decimal, WithJsonSchema(MONEY_SCHEMA)]
+Date = Annotated[datetime, BeforeValidator(_date_text)]
 PaymentReference = Annotated[str, StringConstraints(pattern=r"^[0-9]{9,10}$")]
 
 
@@ -41,19 +89,19 @@ class ChargeIn(Wire):
 
 
 class TenureTypeIn(Wire):
-    code: Annotated[str, StringConstraints(min_length=1, max_length=10)]
-    description: Annotated[str, StringConstraints(max_length=100)] = ""
+    code: Annotated[str, StringConstraints(min_length=1, max_length=10), Storable]
+    description: Annotated[str, StringConstraints(max_length=100), Storable] = ""
 
 
 class PrimaryTenantIn(Wire):
     id: UUID
-    fullName: Annotated[str, StringConstraints(max_length=200)]
+    fullName: Text
 
 
 class TenureIn(Wire):
     tenureId: UUID
     tenureType: TenureTypeIn | None = None
-    fullAddress: Annotated[str, StringConstraints(max_length=500)] | None = None
+    fullAddress: Annotated[str, StringConstraints(max_length=500), Storable] | None = None
     primaryTenants: Annotated[list[PrimaryTenantIn], Field(max_length=50)] = []
 
     def to_domain(self) -> AccountTenure:
@@ -69,13 +117,16 @@ def _as_utc(value: datetime | None) -> datetime | None:
     """Dates without a zone (`2021-04-01`) are taken as UTC."""
     if value is None:
         return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is outside the range of dates this service can hold") from None
 
 
 class AccountFields(Wire):
     """The fields a client may set, shared by create and the result of a patch."""
 
-    targetType: Annotated[str, StringConstraints(min_length=1, max_length=40)] = Field(
+    targetType: Annotated[str, StringConstraints(min_length=1, max_length=40), Storable] = Field(
         description="A target type from GET /api/v1/target-types, e.g. Tenure"
     )
     targetId: UUID
@@ -84,13 +135,13 @@ class AccountFields(Wire):
         default=None, description="9 or 10 digits; allocated with a check digit when left out"
     )
     rentGroupType: RentGroupType | None = None
-    agreementType: Annotated[str, StringConstraints(max_length=100)] | None = None
+    agreementType: Annotated[str, StringConstraints(max_length=100), Storable] | None = None
     accountBalance: Money = Decimal("0.00")
     consolidatedBalance: Money = Decimal("0.00")
     parentAccountId: UUID | None = None
-    startDate: datetime | None = None
-    endDate: datetime | None = None
-    endReasonCode: Annotated[str, StringConstraints(max_length=50)] | None = None
+    startDate: Date | None = None
+    endDate: Date | None = None
+    endReasonCode: Annotated[str, StringConstraints(max_length=50), Storable] | None = None
     accountStatus: AccountStatus = AccountStatus.ACTIVE
     consolidatedCharges: Annotated[list[ChargeIn], Field(max_length=50)] = []
     tenure: TenureIn | None = None
@@ -127,8 +178,19 @@ class AccountCreate(AccountFields):
 
     createdBy: Text | None = Field(default=None, description="Ignored: taken from the bearer token")
     lastUpdatedBy: Text | None = Field(default=None, description="Ignored: taken from the bearer token")
-    createdAt: datetime | None = Field(default=None, description="Ignored: set by the service")
-    lastUpdatedAt: datetime | None = Field(default=None, description="Ignored: set by the service")
+    createdAt: Date | None = Field(default=None, description="Ignored: set by the service")
+    lastUpdatedAt: Date | None = Field(default=None, description="Ignored: set by the service")
+
+    paymentReference: Annotated[
+        PaymentReference | None,
+        WithJsonSchema({"anyOf": [{"type": "string", "pattern": r"^([0-9]{9,10}|\s*)$"}, {"type": "null"}]}),
+    ] = Field(default=None, description="9 or 10 digits; allocated with a check digit when empty or left out")
+
+    @field_validator("paymentReference", mode="before")
+    @classmethod
+    def _blank_is_absent(cls, value: Any) -> Any:
+        """The listener sends the tenure's reference, which is empty until finance gives one."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     def to_command(self) -> NewAccount:
         fields = self.domain_fields()
@@ -149,7 +211,7 @@ class AccountPatched(AccountFields):
 class ChargeOut(BaseModel):
     type: str
     frequency: str
-    amount: Decimal
+    amount: MoneyOut
 
 
 class TenureTypeOut(BaseModel):
@@ -180,8 +242,8 @@ class AccountResponse(BaseModel):
     accountType: AccountType
     rentGroupType: RentGroupType | None
     agreementType: str | None
-    accountBalance: Decimal
-    consolidatedBalance: Decimal
+    accountBalance: MoneyOut
+    consolidatedBalance: MoneyOut
     createdBy: str
     createdAt: datetime
     lastUpdatedBy: str

@@ -1,0 +1,133 @@
+"""What the API tests share: a client with the tokens a housing officer would hold.
+
+No tests here. Each API test module builds `Api` from the `application` fixture, so
+every request goes through the real FastAPI app onto a real SQLite or PostgreSQL
+database.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from accounts.adapters.database import tables as t
+from accounts.bootstrap import Application
+from accounts.entrypoints.http.app import create_app
+from accounts.entrypoints.http.auth import mint_token
+
+PROBLEM_JSON = "application/problem+json"
+WRITER = {"name": "Finance Officer", "email": "finance.officer@hackney.gov.uk"}
+READER = {"name": "Housing Officer", "email": "housing.officer@hackney.gov.uk"}
+
+
+def tenure_request(target_id: str | None = None, **overrides: Any) -> dict[str, Any]:
+    """The body the finance listener sends to create a tenure's rent account (reference, section 4)."""
+    tenure_id = target_id or str(uuid.uuid4())
+    body: dict[str, Any] = {
+        "createdBy": "listener@hackney.gov.uk",
+        "paymentReference": "",
+        "targetType": "Tenure",
+        "accountType": "Master",
+        "rentGroupType": "Tenant",
+        "agreementType": "Master Account",
+        "accountStatus": "Active",
+        "targetId": tenure_id,
+        "tenure": {
+            "tenureId": tenure_id,
+            "tenureType": {"code": "SEC", "description": "Secure"},
+            "fullAddress": "Flat 3, 12 Hillman Street, London E8 1DY",
+            "primaryTenants": [{"id": str(uuid.uuid4()), "fullName": "Ms Jane Smith"}],
+        },
+    }
+    body.update(overrides)
+    return body
+
+
+class Api:
+    """The Accounts API as its clients see it, plus a look at what the database holds."""
+
+    def __init__(self, application: Application) -> None:
+        self.application = application
+        self.client = TestClient(create_app(application), raise_server_exceptions=False)
+        settings = application.settings
+        self.writer_token = mint_token(settings, **WRITER, groups=["housing-finance-write"])
+        self.reader_token = mint_token(settings, **READER, groups=["housing-finance-read"])
+        self.stranger_token = mint_token(settings, name="Stranger", email="s@example.com", groups=["parking"])
+
+    # Requests -------------------------------------------------------------------
+
+    def auth(self, token: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token or self.writer_token}"}
+
+    def request(self, method: str, url: str, token: str | None = None, **kwargs: Any) -> httpx.Response:
+        headers = {**self.auth(token), **kwargs.pop("headers", {})}
+        return self.client.request(method, url, headers=headers, **kwargs)
+
+    def get(self, url: str, token: str | None = None, **kwargs: Any) -> httpx.Response:
+        return self.request("GET", url, token or self.reader_token, **kwargs)
+
+    def post(self, body: Any, token: str | None = None, **kwargs: Any) -> httpx.Response:
+        return self.request("POST", "/api/v1/accounts", token, json=body, **kwargs)
+
+    def create(self, **overrides: Any) -> dict[str, Any]:
+        """A new tenure account, as the listener creates it; fails the test if refused."""
+        response = self.post(tenure_request(**overrides))
+        assert response.status_code == 201, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    def account(self, account_id: str) -> httpx.Response:
+        return self.get(f"/api/v1/accounts/{account_id}")
+
+    def patch(
+        self,
+        account_id: str,
+        body: Any,
+        content_type: str = "application/merge-patch+json",
+        if_match: str | None = None,
+        token: str | None = None,
+    ) -> httpx.Response:
+        headers = {"Content-Type": content_type}
+        if if_match is not None:
+            headers["If-Match"] = if_match
+        content = body if isinstance(body, bytes | str) else json.dumps(body, default=str)
+        return self.request("PATCH", f"/api/v1/accounts/{account_id}", token, content=content, headers=headers)
+
+    # The database ----------------------------------------------------------------
+
+    def count(self, table: sa.Table) -> int:
+        with self.application.engine.connect() as connection:
+            return int(connection.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
+
+    def snapshot(self) -> tuple[list[tuple[Any, ...]], int, int]:
+        """Every account row, the outbox size and the interim rows: to show nothing changed."""
+        with self.application.engine.connect() as connection:
+            accounts = [tuple(row) for row in connection.execute(sa.select(t.accounts).order_by(t.accounts.c.id))]
+        return accounts, self.count(t.outbox), self.count(t.interim_rows)
+
+    def events(self) -> list[dict[str, Any]]:
+        """The outbox, oldest first, as the relay would publish it."""
+        with self.application.engine.connect() as connection:
+            rows = connection.execute(sa.select(t.outbox.c.payload).order_by(t.outbox.c.position))
+            return [json.loads(row.payload, parse_float=Decimal) for row in rows]
+
+
+def assert_problem(response: httpx.Response, status: int, *words: str) -> dict[str, Any]:
+    """A problem document with the status, whose detail mentions every word given."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM_JSON), response.headers
+    problem = response.json()
+    assert problem["status"] == status
+    assert problem["title"]
+    for word in words:
+        assert word.lower() in problem["detail"].lower(), f"{word!r} not in {problem['detail']!r}"
+    return problem  # type: ignore[no-any-return]
+
+
+def invalid_names(problem: dict[str, Any]) -> list[str]:
+    return [param["name"] for param in problem.get("invalidParams") or []]
