@@ -29,7 +29,7 @@ def build_broker(settings: Settings, engine: sa.Engine) -> MessageBroker:
     if url == "embedded" or scheme == "embedded":
         from accounts.adapters.brokers.embedded import EmbeddedBroker
 
-        return EmbeddedBroker(engine)
+        return EmbeddedBroker(engine, lease_seconds=settings.embedded_lease_seconds)
     if scheme in ("amqp", "amqps"):
         from accounts.adapters.brokers.rabbitmq import RabbitMqBroker
 

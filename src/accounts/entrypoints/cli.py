@@ -109,10 +109,10 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     worker = Worker(application, consume=not args.no_listen, relay=not args.no_relay, sync=not args.no_sync)
     _stop_on_sigterm(worker.stop)
     log.info("worker started (broker %s)", _safe_url(settings.broker_url))
-    worker.run_forever()
+    code = worker.run_forever()
     application.close()
     log.info("worker stopped")
-    return 0
+    return code
 
 
 def read_envelopes(paths: Sequence[str]) -> Iterator[dict[str, Any]]:

@@ -4,35 +4,63 @@ Each runs in its own thread with its own broker connection. A message is acked o
 after its effect is committed, so a crash anywhere means redelivery, and redelivery
 means nothing (the processed-events table). On SIGTERM each loop finishes the batch
 in hand and stops: nothing is acked that was not applied.
+
+What the listener does with a message:
+
+* applied, a duplicate, or of a type it does not handle: ack;
+* malformed, or breaking a council rule no retry can mend: into the dead-letter store
+  with the reason, then ack (never retried, never holding back the messages behind it);
+* its tenure not seen yet, the Tenure API failing, a lost race: back to the broker to
+  come again after a backoff with jitter; after `max_attempts` deliveries, dead-lettered;
+* the database down: the message is held, not failed: the listener waits (backing off)
+  until the database answers again and then applies it, so an outage costs no attempts
+  and dead-letters nothing. Stopping while it waits leaves the message unacked for the
+  broker to deliver again.
+
+While a message is being handled the listener thread keeps the broker connection alive
+(`keepalive`, when the adapter has one: RabbitMQ heartbeats, embedded leases), since a
+pika BlockingConnection only answers heartbeats when its own thread calls into it.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import json
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
+
+import sqlalchemy as sa
 
 from accounts.bootstrap import Application
 from accounts.domain.errors import DomainError
-from accounts.domain.events import MalformedEvent, parse_envelope
+from accounts.domain.events import EventEnvelope, MalformedEvent, parse_envelope
 from accounts.service.accounts import AccountConflict, utc_now
 from accounts.service.ports import InterimSink, MessageBroker, ReceivedMessage, TransientError
-from accounts.service.tenure_events import RetryLater
+from accounts.service.tenure_events import Outcome, RetryLater
 from accounts.service.unit_of_work import ConcurrencyConflict
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 # Errors that no retry can mend: the event goes straight to the dead-letter store.
 PERMANENT = (MalformedEvent, DomainError, AccountConflict)
+DEAD_LETTER_SOURCE = "tenure-events"
 
 
 def backoff(attempts: int, base: float, ceiling: float) -> float:
-    """Exponential backoff with full jitter, so retries from many workers spread out."""
-    return random.uniform(base / 2, min(ceiling, base * 2 ** max(0, attempts - 1)))
+    """Exponential backoff with jitter, so retries from many workers spread out."""
+    return random.uniform(base / 2, max(base / 2, min(ceiling, base * 2 ** max(0, attempts - 1))))
+
+
+class Abandoned(Exception):
+    """The worker is stopping while a message waits for the database: leave it to the broker."""
 
 
 @dataclass
@@ -41,12 +69,18 @@ class Listener:
 
     app: Application
     broker: MessageBroker
+    stop: threading.Event = field(default_factory=threading.Event)
     processed: int = 0
     dead_lettered: int = 0
+    retried: int = 0
+    _executor: concurrent.futures.ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
+    _last_keepalive: float = field(default=0.0, init=False, repr=False)
 
     def poll(self, wait_seconds: float) -> int:
+        """Receive one batch and deal with every message in it (even once asked to stop)."""
         settings = self.app.settings
         messages = self.broker.receive(settings.worker_batch_size, wait_seconds)
+        self._last_keepalive = time.monotonic()
         for message in messages:
             self.process(message)
         return len(messages)
@@ -54,8 +88,11 @@ class Listener:
     def process(self, message: ReceivedMessage) -> None:
         try:
             event = parse_envelope(message.body)
-            outcome = self.app.tenure_events.handle(event)
+            outcome = self._keeping_alive(functools.partial(self._handle, event))
             log.debug("event %s %s: %s", event.id, event.event_type, outcome.detail)
+        except Abandoned:
+            log.info("stopping: message %s is left to the broker to deliver again", message.message_id)
+            return
         except PERMANENT as error:
             self._dead_letter(message, f"{type(error).__name__}: {error}")
             return
@@ -66,8 +103,74 @@ class Listener:
             log.exception("unexpected failure on message %s", message.message_id)
             self._retry_or_dead_letter(message, f"{type(error).__name__}: {error}")
             return
-        self.processed += 1
+        # A failed ack leaves the message to be delivered again, which changes nothing.
         self.broker.ack(message)
+        self.processed += 1
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    # Handling --------------------------------------------------------------------
+
+    def _handle(self, event: EventEnvelope) -> Outcome:
+        """Apply the event; while the database is down, wait for it rather than fail the event."""
+        handler = self.app.tenure_events
+        retried_at_once = False
+        while True:
+            try:
+                return handler.handle(event)
+            except TransientError:
+                if not self._database_answers():
+                    self._wait_for_database()
+                    continue
+                if retried_at_once:
+                    raise
+                # The database answers: a connection dropped under us is mended by a fresh one.
+                retried_at_once = True
+
+    def _database_answers(self) -> bool:
+        try:
+            with self.app.engine.connect() as connection:
+                connection.execute(sa.text("SELECT 1"))
+        except Exception:
+            return False
+        return True
+
+    def _wait_for_database(self) -> None:
+        settings = self.app.settings
+        log.warning("the database is not answering: holding the event until it does")
+        waits = 0
+        while True:
+            waits += 1
+            if self.stop.wait(backoff(waits, settings.retry_base_seconds, settings.retry_max_seconds)):
+                raise Abandoned()
+            if self._database_answers():
+                log.info("the database answers again after %d check(s)", waits)
+                return
+
+    def _keeping_alive(self, work: Callable[[], T]) -> T:
+        """Run work; if the broker needs it, keep its connection (or leases) alive meanwhile."""
+        keepalive: Callable[[], None] | None = getattr(self.broker, "keepalive", None)
+        if keepalive is None:
+            return work()
+        interval = float(getattr(self.broker, "keepalive_interval", 5.0))
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="listener-handler")
+        future = self._executor.submit(work)
+        while True:
+            remaining = self._last_keepalive + interval - time.monotonic()
+            done, _ = concurrent.futures.wait([future], timeout=max(0.0, remaining))
+            if done:
+                return future.result()
+            try:
+                keepalive()
+            except Exception as error:  # the ack will tell; the message is redelivered at worst
+                log.warning("keeping the broker connection alive failed: %r", error)
+            self._last_keepalive = time.monotonic()
+
+    # Retries and dead letters ----------------------------------------------------------
 
     def _retry_or_dead_letter(self, message: ReceivedMessage, reason: str) -> None:
         settings = self.app.settings
@@ -75,32 +178,40 @@ class Listener:
             self._dead_letter(message, f"gave up after {message.attempts} attempts: {reason}")
             return
         delay = backoff(message.attempts, settings.retry_base_seconds, settings.retry_max_seconds)
-        log.info("message %s will be retried in %.1fs: %s", message.message_id, delay, reason)
+        log.info("message %s will be retried in %.2fs: %s", message.message_id, delay, reason)
         self.broker.retry_later(message, delay)
+        self.retried += 1
 
     def _dead_letter(self, message: ReceivedMessage, reason: str) -> None:
         event_id, event_type = _identify(message.body)
         try:
             with self.app.uow() as uow:
                 uow.dead_letters.add(
-                    "tenure-events", message.body, reason, message.attempts, utc_now(), event_id, event_type
+                    DEAD_LETTER_SOURCE, message.body, reason, message.attempts, utc_now(), event_id, event_type
                 )
                 uow.commit()
-        except TransientError:
-            # The database is down: leave the message to the broker, it will come back.
-            log.warning("could not dead-letter message %s; it will be redelivered", message.message_id)
-            self.broker.retry_later(message, self.app.settings.retry_base_seconds)
+        except Exception as error:
+            # Not stored, so not acked: the broker keeps it and delivers it again.
+            settings = self.app.settings
+            delay = backoff(message.attempts, settings.retry_base_seconds, settings.retry_max_seconds)
+            log.warning(
+                "could not dead-letter message %s (%r); it will be delivered again in %.2fs",
+                message.message_id,
+                error,
+                delay,
+            )
+            self.broker.retry_later(message, delay)
             return
         log.warning("dead-lettered message %s: %s", message.message_id, reason)
-        self.dead_lettered += 1
         self.broker.ack(message)
+        self.dead_lettered += 1
 
 
 def _identify(body: bytes) -> tuple[str | None, str | None]:
     """Best-effort id and type of an event, for the dead-letter listing."""
     try:
         raw = json.loads(body)
-    except ValueError:
+    except (ValueError, UnicodeDecodeError):
         return None, None
     if not isinstance(raw, dict):
         return None, None
@@ -116,6 +227,7 @@ class Worker:
     sync: bool = True
     stop: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
 
     def start(self) -> None:
         if self.sync:
@@ -128,21 +240,36 @@ class Worker:
             for sink in self.app.interim.sinks:
                 self._spawn(f"interim-{sink.name}", functools.partial(self._flush, sink))
 
-    def run_forever(self) -> None:
+    def run_forever(self) -> int:
+        """Run until stopped (SIGTERM) or until a thread dies; 0, or 1 when a thread died."""
         self.start()
         try:
             while not self.stop.wait(0.5):
                 pass
         finally:
             self.shutdown()
+        return 1 if self.failed else 0
 
     def shutdown(self, timeout: float = 30.0) -> None:
         self.stop.set()
+        deadline = time.monotonic() + timeout
         for thread in self.threads:
-            thread.join(timeout)
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                log.warning("%s did not finish within %.0fs", thread.name, timeout)
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
-        thread = threading.Thread(target=target, name=name, daemon=True)
+        def run() -> None:
+            try:
+                target()
+            except BaseException:
+                # Only a failure outside the retrying loop gets here (e.g. a broker that cannot be built):
+                # stop the whole worker, so its supervisor restarts it, rather than run on without it.
+                log.exception("%s died; stopping the worker", name)
+                self.failed.append(name)
+                self.stop.set()
+
+        thread = threading.Thread(target=run, name=name, daemon=True)
         thread.start()
         self.threads.append(thread)
 
@@ -163,7 +290,7 @@ class Worker:
 
     def _listen(self) -> None:
         broker = self.app.broker()
-        listener = Listener(self.app, broker)
+        listener = Listener(self.app, broker, stop=self.stop)
         poll = self.app.settings.worker_poll_seconds
 
         def step() -> float:
@@ -173,7 +300,9 @@ class Worker:
         try:
             self._loop("listener", step)
         finally:
+            listener.close()
             broker.close()
+            log.info("listener stopped: %d applied, %d dead-lettered", listener.processed, listener.dead_lettered)
 
     def _relay(self) -> None:
         broker = self.app.broker()
