@@ -16,6 +16,7 @@ from typing import Any
 from uuid import UUID
 
 from accounts.domain.account import Account, AccountType, Actor
+from accounts.domain.errors import ValidationProblem
 from accounts.domain.events import (
     TENURE_CREATED,
     TENURE_EVENT_TYPES,
@@ -23,7 +24,7 @@ from accounts.domain.events import (
     EventEnvelope,
     MalformedEvent,
 )
-from accounts.domain.tenure import RentGroupMap, TenureRecord
+from accounts.domain.tenure import RentGroupMap, TenureRecord, parse_date
 from accounts.service.accounts import (
     ChangeContext,
     Clock,
@@ -33,7 +34,7 @@ from accounts.service.accounts import (
     sync_interim_row,
     utc_now,
 )
-from accounts.service.ports import TenureSource
+from accounts.service.ports import TenureSource, TransientError
 from accounts.service.unit_of_work import ConcurrencyConflict, UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -58,15 +59,59 @@ def changed_fields(event: EventEnvelope) -> dict[str, Any]:
     if event.event_type == TENURE_CREATED:
         if not new_data:
             raise MalformedEvent("TenureCreatedEvent has no eventData.newData")
-        return new_data
+        own_id = new_data.get("id")
+        if own_id is not None and str(own_id).lower() != str(event.entity_id):
+            raise MalformedEvent(f"eventData.newData.id {str(own_id)[:64]!r} is not the entityId {event.entity_id}")
+        return check_tenure_fields(new_data, "eventData.newData")
     if event.event_type == TENURE_UPDATED:
         if new_data is None:
             raise MalformedEvent("TenureUpdatedEvent has no eventData.newData")
-        return new_data
+        return check_tenure_fields(new_data, "eventData.newData")
     members = (new_data or {}).get("householdMembers")
-    if not isinstance(members, list) or not all(isinstance(m, dict) for m in members):
+    if not isinstance(members, list):
         raise MalformedEvent(f"{event.event_type} needs eventData.newData.householdMembers as a list of objects")
-    return {"householdMembers": members}
+    return check_tenure_fields({"householdMembers": members}, "eventData.newData")
+
+
+def check_tenure_fields(fields: dict[str, Any], where: str) -> dict[str, Any]:
+    """Refuse values of the wrong type in the fields the finance side reads; others pass as they are.
+
+    A wrong type can never be mended by retrying, so it is a MalformedEvent (dead-lettered
+    with this reason) rather than a failure deep inside the account change.
+    """
+    for name in ("paymentReference",):
+        if fields.get(name) is not None and not isinstance(fields[name], str):
+            raise MalformedEvent(f"{where}.{name} must be a string or null")
+    for name in ("startOfTenureDate", "endOfTenureDate"):
+        if name in fields:
+            try:
+                parse_date(fields[name], name)
+            except ValidationProblem:
+                raise MalformedEvent(f"{where}.{name} is not an ISO-8601 date: {str(fields[name])[:64]!r}") from None
+    tenure_type = fields.get("tenureType")
+    if tenure_type is not None and not (isinstance(tenure_type, dict) and isinstance(tenure_type.get("code", ""), str)):
+        raise MalformedEvent(f"{where}.tenureType must be an object with a string code")
+    asset = fields.get("tenuredAsset")
+    if asset is not None and not isinstance(asset, dict):
+        raise MalformedEvent(f"{where}.tenuredAsset must be an object")
+    if "householdMembers" in fields:
+        members = fields["householdMembers"]
+        if members is None:
+            members = []
+        if not isinstance(members, list) or not all(isinstance(m, dict) for m in members):
+            raise MalformedEvent(f"{where}.householdMembers must be a list of objects")
+        for index, member in enumerate(members):
+            if member.get("isResponsible") is True and not _is_uuid(member.get("id")):
+                raise MalformedEvent(f"{where}.householdMembers[{index}].id must be a UUID (a responsible member)")
+    return fields
+
+
+def _is_uuid(value: Any) -> bool:
+    try:
+        UUID(str(value))
+    except ValueError:
+        return False
+    return isinstance(value, str)
 
 
 @dataclass
@@ -106,7 +151,16 @@ class TenureEventHandler:
             record = uow.tenures.get(event.entity_id)
         if record is not None and record.complete:
             return None
-        return self.tenure_source.fetch(event.entity_id)
+        tenure = self.tenure_source.fetch(event.entity_id)
+        if tenure is None:
+            log.info("the Tenure API does not know tenure %s either; event %s waits", event.entity_id, event.id)
+            return None
+        if str(tenure.get("id", "")).lower() != str(event.entity_id):
+            raise TransientError(f"the Tenure API answered tenure {str(tenure.get('id'))[:64]!r} for {event.entity_id}")
+        try:
+            return check_tenure_fields(tenure, "the Tenure API's tenure")
+        except MalformedEvent as error:
+            raise TransientError(str(error)) from None
 
     def _apply(
         self, uow: UnitOfWork, event: EventEnvelope, fields: dict[str, Any], fetched: dict[str, Any] | None
@@ -114,9 +168,12 @@ class TenureEventHandler:
         if uow.processed_events.seen(event.id):
             return Outcome(False, "duplicate: already processed")
         record = uow.tenures.get(event.entity_id, for_update=True) or TenureRecord(event.entity_id)
+        applied: list[str] = []
         if fetched is not None:
-            record.merge(fetched, event.date_time, whole=True)
-        applied = record.merge(fields, event.date_time, whole=event.event_type == TENURE_CREATED)
+            # The tenure as it is now, stamped with the event's time: older events then
+            # change nothing, and every later event still applies on top.
+            applied += record.merge(fetched, event.date_time, whole=True)
+        applied += record.merge(fields, event.date_time, whole=event.event_type == TENURE_CREATED)
         if not record.complete:
             raise RetryLater(f"tenure {event.entity_id} has not been seen yet (no TenureCreatedEvent)")
         context = ChangeContext(
