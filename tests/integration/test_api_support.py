@@ -1,29 +1,71 @@
 """What the API tests share: a client with the tokens a housing officer would hold.
 
-No tests here. Each API test module builds `Api` from the `application` fixture, so
-every request goes through the real FastAPI app onto a real SQLite or PostgreSQL
-database.
+No tests here. Every request goes through the real FastAPI app onto a real SQLite or
+PostgreSQL database. A module whose tests only add accounts of their own (fresh
+target ids, fresh payment references) shares one migrated database per engine
+through `shared_api`; a test that looks at every account (arrears, counts) uses
+the `application` fixture and so a database of its own.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import uuid
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
 import httpx
+import orjson
+import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from accounts.adapters.database import tables as t
-from accounts.bootstrap import Application
+from accounts.bootstrap import Application, bootstrap
 from accounts.entrypoints.http.app import create_app
 from accounts.entrypoints.http.auth import mint_token
+from tests.conftest import PG_HOST, PG_PORT, PG_USER, _create_database, _drop_database, make_settings, require_server
 
 PROBLEM_JSON = "application/problem+json"
 WRITER = {"name": "Finance Officer", "email": "finance.officer@hackney.gov.uk"}
 READER = {"name": "Housing Officer", "email": "housing.officer@hackney.gov.uk"}
+
+
+def fresh_payment_reference() -> str:
+    """A supplied (legacy-style) PRN no other test uses: allocated ones start with 1, these with 2-9."""
+    return str(random.randint(2_000_000_000, 9_999_999_999))
+
+
+def shared_api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    """For a module-scoped fixture parametrised over "sqlite" and "postgresql": one database for the module."""
+    tmp_path = tmp_path_factory.mktemp("api")
+    server_url, name = "", ""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'accounts.db'}"
+    else:
+        require_server("PostgreSQL", PG_HOST, PG_PORT)
+        server_url = f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/postgres"
+        name, url = _create_database(server_url)
+    application = bootstrap(make_settings(url, tmp_path), run_migrations=True)
+    try:
+        yield Api(application)
+    finally:
+        application.close()
+        if name:
+            _drop_database(server_url, name)
+
+
+def to_json(body: Any) -> bytes:
+    """JSON with Decimals written as exact numbers, as a careful client would send money."""
+
+    def exact(value: Any) -> Any:
+        if isinstance(value, Decimal):
+            return orjson.Fragment(str(value))
+        raise TypeError(type(value).__name__)
+
+    return orjson.dumps(body, default=exact)
 
 
 def tenure_request(target_id: str | None = None, **overrides: Any) -> dict[str, Any]:
@@ -73,7 +115,8 @@ class Api:
         return self.request("GET", url, token or self.reader_token, **kwargs)
 
     def post(self, body: Any, token: str | None = None, **kwargs: Any) -> httpx.Response:
-        return self.request("POST", "/api/v1/accounts", token, json=body, **kwargs)
+        headers = {"Content-Type": "application/json", **kwargs.pop("headers", {})}
+        return self.request("POST", "/api/v1/accounts", token, content=to_json(body), headers=headers, **kwargs)
 
     def create(self, **overrides: Any) -> dict[str, Any]:
         """A new tenure account, as the listener creates it; fails the test if refused."""
@@ -95,7 +138,7 @@ class Api:
         headers = {"Content-Type": content_type}
         if if_match is not None:
             headers["If-Match"] = if_match
-        content = body if isinstance(body, bytes | str) else json.dumps(body, default=str)
+        content = body if isinstance(body, bytes | str) else to_json(body)
         return self.request("PATCH", f"/api/v1/accounts/{account_id}", token, content=content, headers=headers)
 
     # The database ----------------------------------------------------------------

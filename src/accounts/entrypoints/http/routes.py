@@ -77,7 +77,10 @@ def media_type(request: Request) -> str:
 
 def invalid(error: pydantic.ValidationError) -> ApiProblem:
     params = [
-        {"name": ".".join(str(part) for part in item["loc"]) or "body", "reason": str(item["msg"])}
+        {
+            "name": ".".join(str(part) for part in item["loc"]) or "body",
+            "reason": str(item["msg"]).removeprefix("Value error, "),
+        }
         for item in error.errors(include_url=False)
     ]
     detail = "; ".join(f"{p['name']}: {p['reason']}" for p in params)
