@@ -1,7 +1,16 @@
-"""HTTP client for the Tenure API: the listener's source for tenures it has never seen."""
+"""HTTP client for the Tenure API: the listener's source for tenures it has never seen.
+
+`GET {base}/api/v1/tenures/{id}` with the configured bearer token. The listener calls it
+outside any database transaction. Every failure that a later attempt might not meet
+(unreachable, timeout, 5xx, 429, a refused token that someone may fix, an answer that
+is not a tenure) is a TransientError: the event is retried with backoff and, after the
+configured attempts, kept in the dead-letter store with this reason. 404 means the
+tenure does not exist (yet), so the event waits for its TenureCreatedEvent.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from uuid import UUID
 
@@ -9,27 +18,37 @@ import httpx
 
 from accounts.service.ports import TransientError
 
+log = logging.getLogger(__name__)
+
 
 class TenureApiClient:
     def __init__(self, base_url: str, token: str | None, *, timeout: float = 10.0) -> None:
         headers = {"Accept": "application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        self.client = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout)
+        self.base_url = base_url.rstrip("/")
+        self.client = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
 
     def fetch(self, tenure_id: UUID) -> dict[str, Any] | None:
+        path = f"/api/v1/tenures/{tenure_id}"
         try:
-            response = self.client.get(f"/api/v1/tenures/{tenure_id}")
+            response = self.client.get(path)
         except httpx.HTTPError as error:
-            raise TransientError(f"Tenure API unreachable: {error}") from error
-        if response.status_code == 404:
+            raise TransientError(f"Tenure API unreachable at {self.base_url}: {error!r}") from error
+        status = response.status_code
+        if status == 404:
             return None
-        if response.status_code >= 500 or response.status_code == 429:
-            raise TransientError(f"Tenure API answered {response.status_code}")
-        response.raise_for_status()
-        body = response.json()
+        if status in (401, 403):
+            raise TransientError(f"Tenure API refused the token (HTTP {status}): check ACCOUNTS_TENURE_API_TOKEN")
+        if status != 200:
+            raise TransientError(f"Tenure API answered HTTP {status} for {path}")
+        try:
+            body = response.json()
+        except ValueError:
+            raise TransientError(f"Tenure API answered something other than JSON for {path}") from None
         if not isinstance(body, dict):
-            raise TransientError("Tenure API answered something other than a JSON object")
+            raise TransientError(f"Tenure API answered something other than a JSON object for {path}")
+        log.info("fetched tenure %s from the Tenure API", tenure_id)
         return body
 
     def close(self) -> None:
