@@ -93,7 +93,8 @@ class InterimRow:
 
 
 def format_date(value: date | None) -> str:
-    return value.strftime(DATE_FORMAT) if value else ""
+    """dd/MM/yyyy (DATE_FORMAT), spelt out: strftime is the slowest part of a 100,000-row write."""
+    return f"{value.day:02}/{value.month:02}/{value.year:04}" if value else ""
 
 
 def tab_for(rent_group: RentGroupType | None) -> str:
