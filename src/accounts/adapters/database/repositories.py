@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+import orjson
 import sqlalchemy as sa
 
 from accounts.adapters.database import tables as t
@@ -209,6 +210,20 @@ class SqlPaymentReferenceSerials:
         return int(serial) - 1
 
 
+def _exact_money(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return orjson.Fragment(str(value.quantize(Decimal("0.01"))))
+    return str(value)
+
+
+def _event_json(event: EventEnvelope) -> str:
+    """Money as a JSON number with two decimals, as the API writes it (never via float)."""
+    try:
+        return orjson.dumps(event.to_wire(), default=_exact_money).decode()
+    except orjson.JSONEncodeError:  # text orjson will not write (a lone surrogate): escape it instead
+        return json.dumps(event.to_wire(), default=str)
+
+
 class SqlOutbox:
     def __init__(self, connection: sa.Connection) -> None:
         self.connection = connection
@@ -220,7 +235,7 @@ class SqlOutbox:
                 topic=topic,
                 event_type=event.event_type,
                 group_id=group_id,
-                payload=json.dumps(event.to_wire(), default=str),
+                payload=_event_json(event),
                 created_at=event.date_time,
             )
         )
