@@ -1,0 +1,111 @@
+"""Items 1 to 3: the API's reads, writes and arrears query, over real HTTP.
+
+The service runs as `accounts serve --no-worker` on a seeded database; the ceiling
+is `bench.ceiling` on the same server; both are loaded by the same generator.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import servers
+from bench.loadgen import Load, LoadResult, run_load
+from bench.seed import Seeded, scratch_copy
+
+ARREARS = "/api/v1/accounts/arrears?resultsCount=100&sortBy=amountOwed&direction=desc"
+
+
+@dataclass
+class ReadRun:
+    size: int
+    by_id: LoadResult
+    by_target: LoadResult
+    arrears: LoadResult
+    peak_rss: int
+
+
+@dataclass
+class WriteRun:
+    size: int
+    post: LoadResult
+    patch: LoadResult
+    peak_rss: int
+
+
+@dataclass
+class Durations:
+    """How long each load runs (seconds), and the connections the issue asks for."""
+
+    reads: float = 10.0
+    arrears: float = 10.0
+    writes: float = 10.0
+    warmup: float = 2.0
+    read_connections: int = 50
+    write_connections: int = 20
+    arrears_connections: int = 1
+    notes: list[str] = field(default_factory=list)
+
+
+def _get(port: int, path: str, token: str) -> tuple[int, bytes]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return response.status, response.read()
+
+
+def _check_answers(port: int, token: str, seeded: Seeded) -> None:
+    """Before timing anything: the service answers these requests correctly (200, the right account)."""
+    account_id, target_id = seeded.sample[0]
+    status, body = _get(port, f"/api/v1/accounts/{account_id}", token)
+    if status != 200 or json.loads(body)["id"] != account_id:
+        raise RuntimeError(f"GET /accounts/{account_id} answered {status}: {body[:200]!r}")
+    status, body = _get(port, f"/api/v1/accounts?targetId={target_id}", token)
+    found = json.loads(body)["accountResponseList"]
+    if status != 200 or [item["id"] for item in found] != [account_id]:
+        raise RuntimeError(f"GET /accounts?targetId={target_id} answered {status}: {body[:200]!r}")
+    status, body = _get(port, ARREARS, token)
+    owed = [-float(item["accountBalance"]) for item in json.loads(body)["accountResponseList"]]
+    if status != 200 or not owed or owed != sorted(owed, reverse=True):
+        raise RuntimeError(f"GET {ARREARS} answered {status} with unsorted or no accounts")
+
+
+def ceiling(work: Path, token: str, durations: Durations, sample: list[tuple[str, str]]) -> tuple[LoadResult, int]:
+    with servers.ceiling(work) as server:
+        paths = [f"/api/v1/accounts/{account_id}" for account_id, _ in sample]
+        result = run_load(
+            Load("get", server.port, token, durations.read_connections, durations.reads, durations.warmup, paths=paths)
+        )
+        return result, server.memory.peak
+
+
+def reads(seeded: Seeded, work: Path, token: str, durations: Durations) -> ReadRun:
+    with servers.service(seeded.url, work, name=f"service-{seeded.size}") as server:
+        _check_answers(server.port, token, seeded)
+        port, c, seconds, warm = server.port, durations.read_connections, durations.reads, durations.warmup
+        by_id = run_load(
+            Load("get", port, token, c, seconds, warm, paths=[f"/api/v1/accounts/{a}" for a, _ in seeded.sample])
+        )
+        by_target = run_load(
+            Load(
+                "get", port, token, c, seconds, warm, paths=[f"/api/v1/accounts?targetId={t}" for _, t in seeded.sample]
+            )
+        )
+        arrears = run_load(
+            Load("get", port, token, durations.arrears_connections, durations.arrears, warm, paths=[ARREARS])
+        )
+        server.memory.sample()
+        return ReadRun(seeded.size, by_id, by_target, arrears, server.memory.peak)
+
+
+def writes(seeded: Seeded, work: Path, token: str, durations: Durations) -> WriteRun:
+    """POST and PATCH (If-Match) on a scratch copy of a seeded database."""
+    url = scratch_copy(seeded, work, f"writes-{seeded.size}")
+    with servers.service(url, work, name=f"service-writes-{seeded.size}") as server:
+        c, seconds, warm = durations.write_connections, durations.writes, durations.warmup
+        post = run_load(Load("post", server.port, token, c, seconds, warm))
+        accounts = [(account_id, f'"{account_id}-1"') for account_id, _ in seeded.sample]
+        patch = run_load(Load("patch", server.port, token, c, seconds, warm, accounts=accounts))
+        server.memory.sample()
+        return WriteRun(seeded.size, post, patch, server.memory.peak)

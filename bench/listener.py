@@ -1,0 +1,506 @@
+"""Items 4 and 5: the finance listener draining tenure events, and the workbook it keeps.
+
+The benchmark process makes the events and publishes them (so their memory is not
+counted as the service's); the service is a separate process (`python -m
+bench.listener drain SPEC RESULT`) running the real `Worker`: listener, outbox relay
+and interim sink flushers, exactly as `accounts worker` wires them. Its sinks are
+wrapped with timers, which is how the workbook's share of the work is measured.
+
+The broker's ceiling is the same number of the same messages published and then
+received and acknowledged with no processing at all (`python -m bench.listener
+ceiling SPEC RESULT`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import resource
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from accounts.adapters.database import tables as t
+from accounts.adapters.database.engine import create_engine, is_sqlite
+from accounts.bootstrap import Application, bootstrap, build_broker
+from accounts.service.ports import TENURE_TOPIC, MessageBroker
+from accounts.settings import Settings
+from bench.seed import fresh_database
+from bench.servers import LOG_LEVEL, MemoryWatch, python_env
+
+PUBLISH_CHUNK = 1000
+
+
+@dataclass
+class Spec:
+    """One drain: where, how many tenures (each a create and an update), and what to measure."""
+
+    name: str
+    work: str
+    database_url: str
+    broker_url: str
+    tenures: int
+    queue_suffix: str = ""
+    interim_database_url: str | None = None
+    probe: dict[str, Any] | None = None  # an update envelope for item 5 (time to reach the workbook)
+    rebuild: bool = False
+    timeout: float = 3600.0
+
+
+@dataclass
+class DrainResult:
+    events: int = 0
+    seconds_listener: float = 0.0  # worker start -> every event processed
+    seconds_end_to_end: float = 0.0  # worker start -> every event processed and in every sink
+    dead_letters: int = 0
+    sinks: list[str] = field(default_factory=list)
+    flush_seconds: float = 0.0  # wall time of every sink flush during the drain
+    flush_cpu_seconds: float = 0.0  # CPU time of the flushing threads in those flushes
+    flushes: int = 0
+    deliver_seconds: float = 0.0  # of which writing the sinks themselves (wall)
+    deliver_cpu_seconds: float = 0.0
+    workbook_cpu_seconds: float = 0.0  # the spreadsheet sink's flushes alone (CPU)
+    workbook_flushes: int = 0
+    rows: int = 0
+    probe_seconds: list[float] = field(default_factory=list)
+    rebuild_seconds: float = 0.0  # queue every row again, read them, write the workbook
+    write_seconds: float = 0.0  # writing the workbook alone from rows in memory
+    peak_rss: int = 0
+    note: str = ""
+
+
+@dataclass
+class CeilingResult:
+    messages: int = 0
+    publish_seconds: float = 0.0
+    consume_seconds: float = 0.0
+
+
+def settings_for(spec: Spec) -> Settings:
+    sinks = ["spreadsheet"]
+    if spec.interim_database_url:
+        sinks.append("database")
+    values: dict[str, Any] = {
+        "environment": "test",
+        "database_url": spec.database_url,
+        "broker_url": spec.broker_url,
+        "spreadsheet_path": Path(spec.work) / f"{spec.name}.xlsx",
+        "interim_sinks": sinks,
+        "interim_database_url": spec.interim_database_url,
+        "log_level": LOG_LEVEL,
+        "retry_base_seconds": 0.2,
+        "retry_max_seconds": 2.0,
+    }
+    if spec.queue_suffix:
+        values.update(
+            tenure_exchange=f"bench-tenure-{spec.queue_suffix}",
+            tenure_queue=f"bench-tenure-events-{spec.queue_suffix}",
+            accounts_exchange=f"bench-accounts-{spec.queue_suffix}",
+        )
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def database_sink_available() -> bool:
+    try:
+        import accounts.adapters.sinks.interim_database  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# Events ------------------------------------------------------------------------------------------
+
+
+def make_events(tenures: int, seed: int = 11) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+    """`tenures` TenureCreatedEvents, one TenureUpdatedEvent for each, and a spare update (the probe)."""
+    from tests.fixtures.tenures import POSTCODES, STREETS, story
+
+    rng = random.Random(seed)
+    creates, updates = [], []
+    probe_story = None
+    for _ in range(tenures):
+        tale = story(rng).moved_to(f"{rng.randrange(1, 99)} {rng.choice(STREETS)}, London {rng.choice(POSTCODES)}")
+        creates.append(tale.events[0])
+        updates.append(tale.events[1])
+        probe_story = tale
+    assert probe_story is not None
+    probe_story.moved_to("1 Probe Street, Hackney, London E8 1DY")
+    return creates, updates, probe_story.events[-1]
+
+
+def publish(broker: MessageBroker, envelopes: list[dict[str, Any]]) -> None:
+    bulk = getattr(broker, "publish_many", None)
+    for start in range(0, len(envelopes), PUBLISH_CHUNK):
+        items = [
+            (json.dumps(envelope).encode(), str(envelope["entityId"]), str(envelope["id"]))
+            for envelope in envelopes[start : start + PUBLISH_CHUNK]
+        ]
+        if bulk is not None:
+            bulk(TENURE_TOPIC, items)
+        else:
+            for body, group, message_id in items:
+                broker.publish(TENURE_TOPIC, body, group_id=group, message_id=message_id)
+
+
+def _broker(settings: Settings) -> tuple[MessageBroker, sa.Engine]:
+    engine = create_engine(settings.database_url)
+    return build_broker(settings, engine), engine
+
+
+# The service side (child process) ---------------------------------------------------------------
+
+
+class _Timed:
+    """Wraps a callable and adds up its wall time and the CPU time of the thread calling it.
+
+    The CPU time is the honest cost: a flusher thread's wall time also counts the time it
+    waits for the interpreter lock while the listener runs.
+    """
+
+    def __init__(self, function: Callable[..., Any]) -> None:
+        self.function = function
+        self.seconds = 0.0
+        self.cpu_seconds = 0.0
+        self.calls = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        started, cpu = time.perf_counter(), time.thread_time()
+        try:
+            return self.function(*args, **kwargs)
+        finally:
+            elapsed, used = time.perf_counter() - started, time.thread_time() - cpu
+            with self.lock:
+                self.seconds += elapsed
+                self.cpu_seconds += used
+                self.calls += 1
+
+
+def _count(engine: sa.Engine, query: sa.Select[Any]) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(query).scalar_one())
+
+
+def _processed(engine: sa.Engine) -> int:
+    return _count(engine, sa.select(sa.func.count()).select_from(t.processed_events))
+
+
+def _dead(engine: sa.Engine) -> int:
+    return _count(engine, sa.select(sa.func.count()).select_from(t.dead_letters))
+
+
+def _pending(engine: sa.Engine) -> int:
+    return _count(engine, sa.select(sa.func.count()).select_from(t.interim_pending))
+
+
+def _seen(engine: sa.Engine, event_id: str) -> bool:
+    query = sa.select(sa.func.count()).select_from(t.processed_events)
+    return _count(engine, query.where(t.processed_events.c.event_id == uuid.UUID(event_id))) > 0
+
+
+def _wait(condition: Callable[[], bool], deadline: float, what: str, pause: float = 0.05) -> None:
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gave up waiting for {what}")
+        time.sleep(pause)
+
+
+def drain(spec: Spec) -> DrainResult:
+    from accounts.entrypoints.worker import Worker
+
+    settings = settings_for(spec)
+    application = bootstrap(settings)
+    result = DrainResult(events=2 * spec.tenures, sinks=[sink.name for sink in application.interim.sinks])
+    original_flush = application.interim.flush
+    flush = _Timed(original_flush)
+    workbook = _Timed(original_flush)
+
+    def flush_one(sink: Any) -> int:
+        return int(workbook(sink) if sink.name == "spreadsheet" else flush(sink))
+
+    application.interim.flush = flush_one  # type: ignore[method-assign]
+    delivers = []
+    for sink in application.interim.sinks:
+        timed = _Timed(sink.deliver)
+        sink.deliver = timed  # type: ignore[method-assign]
+        delivers.append(timed)
+    watch = MemoryWatch(_own_pid()).start()
+    engine = application.engine
+    deadline = time.monotonic() + spec.timeout
+    worker = Worker(application)
+    started = time.perf_counter()
+    worker.start()
+    try:
+        _wait(lambda: _processed(engine) + _dead(engine) >= result.events, deadline, "the listener", 0.1)
+        result.seconds_listener = time.perf_counter() - started
+        _wait(lambda: _pending(engine) == 0, deadline, "the interim sinks", 0.02)
+        result.seconds_end_to_end = time.perf_counter() - started
+        result.flush_seconds = flush.seconds + workbook.seconds
+        result.flush_cpu_seconds = flush.cpu_seconds + workbook.cpu_seconds
+        result.flushes = flush.calls + workbook.calls
+        result.workbook_cpu_seconds, result.workbook_flushes = workbook.cpu_seconds, workbook.calls
+        result.deliver_seconds = sum(timed.seconds for timed in delivers)
+        result.deliver_cpu_seconds = sum(timed.cpu_seconds for timed in delivers)
+        result.dead_letters = _dead(engine)
+        if spec.probe is not None:
+            result.probe_seconds = _probes(application, spec.probe, deadline)
+    finally:
+        worker.shutdown()
+    with application.uow(read_only=True) as uow:
+        rows = uow.interim.all()
+    result.rows = len(rows)
+    if spec.rebuild:
+        for timed in delivers:
+            timed.seconds = 0.0
+        started = time.perf_counter()
+        application.interim.rebuild()
+        result.rebuild_seconds = time.perf_counter() - started
+        spreadsheet = next(sink for sink in application.interim.sinks if sink.name == "spreadsheet")
+        started = time.perf_counter()
+        spreadsheet.deliver(rows)
+        result.write_seconds = time.perf_counter() - started
+    del rows
+    result.peak_rss = max(watch.stop(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    if not spec.interim_database_url:
+        result.note = "database sink not measured (not configured or not importable)"
+    application.close()
+    return result
+
+
+def _probes(application: Application, probe: dict[str, Any], deadline: float, count: int = 3) -> list[float]:
+    """Time for one tenure update to reach every sink: publish, then wait for its row to be delivered."""
+    broker = application.broker()
+    engine = application.engine
+    timings = []
+    try:
+        envelope = dict(probe)
+        for number in range(count):
+            envelope = {**envelope, "id": str(uuid.uuid4()), "dateTime": _later(envelope["dateTime"], number + 1)}
+            address = f"{number + 1} Probe Street, Hackney, London E8 1DY"
+            new_data = dict(envelope["eventData"]["newData"])
+            new_data["tenuredAsset"] = {**new_data["tenuredAsset"], "fullAddress": address}
+            envelope["eventData"] = {**envelope["eventData"], "newData": new_data}
+            started = time.perf_counter()
+            publish(broker, [envelope])
+            event_id = envelope["id"]
+            _wait(lambda event_id=event_id: _seen(engine, event_id), deadline, "the probe event", 0.005)
+            _wait(lambda: _pending(engine) == 0, deadline, "the probe row", 0.005)
+            timings.append(time.perf_counter() - started)
+    finally:
+        broker.close()
+    return timings
+
+
+def _later(stamp: str, seconds: int) -> str:
+    from datetime import datetime, timedelta
+
+    moment = datetime.fromisoformat(stamp.replace("Z", "+00:00")) + timedelta(hours=1, seconds=seconds)
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _own_pid() -> int:
+    import os
+
+    return os.getpid()
+
+
+def ceiling(spec: Spec, bodies: list[tuple[bytes, str, str]]) -> CeilingResult:
+    """Publish, then receive and acknowledge every message: the broker alone, no processing."""
+    settings = settings_for(spec)
+    broker, engine = _broker(settings)
+    result = CeilingResult(messages=len(bodies))
+    started = time.perf_counter()
+    bulk = getattr(broker, "publish_many", None)
+    for start in range(0, len(bodies), PUBLISH_CHUNK):
+        chunk = bodies[start : start + PUBLISH_CHUNK]
+        if bulk is not None:
+            bulk(TENURE_TOPIC, chunk)
+        else:
+            for body, group, message_id in chunk:
+                broker.publish(TENURE_TOPIC, body, group_id=group, message_id=message_id)
+    result.publish_seconds = time.perf_counter() - started
+    received = 0
+    ack_many = getattr(broker, "ack_many", None)
+    started = time.perf_counter()
+    idle = 0
+    while received < len(bodies) and idle < 50:
+        batch = broker.receive(settings.worker_batch_size, 0.1)
+        if not batch:
+            idle += 1
+            continue
+        idle = 0
+        if ack_many is not None:
+            ack_many(batch)
+        else:
+            for message in batch:
+                broker.ack(message)
+        received += len(batch)
+    result.consume_seconds = time.perf_counter() - started
+    if received < len(bodies):
+        raise RuntimeError(f"the broker gave back {received} of {len(bodies)} messages")
+    broker.close()
+    engine.dispose()
+    return result
+
+
+# The benchmark side -----------------------------------------------------------------------------
+
+
+def _child(mode: str, spec: Spec, extra: Path | None = None) -> dict[str, Any]:
+    work = Path(spec.work)
+    spec_path, result_path = work / f"{spec.name}.spec.json", work / f"{spec.name}.result.json"
+    spec_path.write_text(json.dumps(asdict(spec)), encoding="utf-8")
+    result_path.unlink(missing_ok=True)
+    command = [sys.executable, "-m", "bench.listener", mode, str(spec_path), str(result_path)]
+    if extra is not None:
+        command.append(str(extra))
+    with open(work / f"{spec.name}.log", "wb") as log:
+        process = subprocess.Popen(command, env=python_env(), stdout=log, stderr=subprocess.STDOUT)
+        watch = MemoryWatch(process.pid).start()
+        code = process.wait()
+        peak = watch.stop()
+    if code != 0:
+        raise RuntimeError(f"{mode} {spec.name} failed with exit code {code}; see {work / spec.name}.log")
+    raw: dict[str, Any] = json.loads(result_path.read_text(encoding="utf-8"))
+    if "peak_rss" in raw:
+        raw["peak_rss"] = max(raw["peak_rss"], peak)
+    return raw
+
+
+@dataclass
+class ListenerRun:
+    tenures: int
+    publish_seconds: float
+    drain: DrainResult
+    ceiling: CeilingResult
+    naive_seconds: float | None = None
+
+
+def run(
+    tenures: int,
+    work: Path,
+    database_url: str | None,
+    broker_url: str | None,
+    *,
+    workbook_checks: bool = False,
+) -> ListenerRun:
+    """Publish `tenures` creates and as many updates, then drain them through a worker process."""
+    name = f"listener-{tenures}"
+    rabbit = bool(broker_url and broker_url.startswith("amqp"))
+    suffix = uuid.uuid4().hex[:10] if rabbit else ""
+    url = database_url if database_url and not is_sqlite(database_url) else f"sqlite:///{work / name}.db"
+    interim_url = f"sqlite:///{work / name}-interim.db" if database_sink_available() else None
+    spec = Spec(
+        name=name,
+        work=str(work),
+        database_url=url,
+        broker_url=broker_url or "embedded",
+        tenures=tenures,
+        queue_suffix=suffix,
+        interim_database_url=interim_url,
+        rebuild=workbook_checks,
+    )
+    Path(spec.work, f"{name}.xlsx").unlink(missing_ok=True)
+    creates, updates, probe = make_events(tenures)
+    spec.probe = probe if workbook_checks else None
+    bodies = [
+        (json.dumps(envelope).encode(), str(envelope["entityId"]), str(envelope["id"]))
+        for envelope in creates + updates
+    ]
+
+    # The broker's ceiling first, on an empty database of its own (or its own queue).
+    ceiling_spec = Spec(**{**asdict(spec), "name": f"{name}-broker", "probe": None})
+    if is_sqlite(ceiling_spec.database_url):
+        ceiling_spec.database_url = f"sqlite:///{work / ceiling_spec.name}.db"
+    if rabbit:
+        ceiling_spec.queue_suffix = uuid.uuid4().hex[:10]
+    fresh_database(ceiling_spec.database_url)
+    bodies_path = work / f"{ceiling_spec.name}.bodies.json"
+    bodies_path.write_text(json.dumps([[body.decode(), group, mid] for body, group, mid in bodies]), encoding="utf-8")
+    try:
+        broker_ceiling = CeilingResult(**_child("ceiling", ceiling_spec, bodies_path))
+    finally:
+        bodies_path.unlink(missing_ok=True)
+        if rabbit:
+            _delete_rabbit_topology(broker_url or "", settings_for(ceiling_spec))
+
+    # Then the service: a fresh database, the events published, a worker process to drain them.
+    fresh_database(spec.database_url)
+    if interim_url:
+        Path(work / f"{name}-interim.db").unlink(missing_ok=True)
+    settings = settings_for(spec)
+    broker, engine = _broker(settings)
+    started = time.perf_counter()
+    publish(broker, creates)
+    publish(broker, updates)
+    publish_seconds = time.perf_counter() - started
+    broker.close()
+    engine.dispose()
+    del creates, updates, bodies
+    try:
+        drained = DrainResult(**_child("drain", spec))
+    finally:
+        if rabbit:
+            _delete_rabbit_topology(broker_url or "", settings)
+    naive = naive_workbook_update(Path(spec.work) / f"{name}.xlsx", work) if workbook_checks else None
+    return ListenerRun(tenures, publish_seconds, drained, broker_ceiling, naive)
+
+
+def naive_workbook_update(path: Path, work: Path) -> float:
+    """The peer for item 5: open the workbook with openpyxl, change one row, save it."""
+    import openpyxl
+
+    started = time.perf_counter()
+    workbook = openpyxl.load_workbook(path)
+    sheet = next(sheet for sheet in workbook.worksheets if sheet.max_row > 1)
+    sheet.cell(row=2, column=6).value = "1 Naive Street"
+    workbook.save(work / "naive-peer.xlsx")
+    elapsed = time.perf_counter() - started
+    workbook.close()
+    (work / "naive-peer.xlsx").unlink(missing_ok=True)
+    return elapsed
+
+
+def _delete_rabbit_topology(url: str, settings: Settings) -> None:
+    """Remove this run's queues and exchanges from RabbitMQ."""
+    import pika
+
+    with contextlib.suppress(Exception):
+        connection = pika.BlockingConnection(pika.URLParameters(url))
+        channel = connection.channel()
+        queue = settings.tenure_queue
+        for name in (queue, f"{queue}.dead"):
+            with contextlib.suppress(Exception):
+                channel.queue_delete(name)
+        for exchange in (settings.tenure_exchange, settings.accounts_exchange, f"{queue}.dead"):
+            with contextlib.suppress(Exception):
+                channel.exchange_delete(exchange)
+        connection.close()
+
+
+def main(argv: list[str]) -> int:
+    mode, spec_path, result_path, *rest = argv
+    raw = json.loads(Path(spec_path).read_text(encoding="utf-8"))
+    spec = Spec(**raw)
+    if mode == "drain":
+        outcome: Any = drain(spec)
+    elif mode == "ceiling":
+        loaded = json.loads(Path(rest[0]).read_text(encoding="utf-8"))
+        outcome = ceiling(spec, [(body.encode(), group, mid) for body, group, mid in loaded])
+    else:
+        raise SystemExit(f"unknown mode {mode!r}")
+    Path(result_path).write_text(json.dumps(asdict(outcome)), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

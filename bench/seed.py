@@ -1,0 +1,221 @@
+"""Databases for the benchmarks: migrated, then filled fast with valid accounts.
+
+Accounts are built as domain `Account` values (so every rule holds) and stored with
+SQLAlchemy Core bulk inserts of `account_values`, the row shape the repositories
+read. On SQLite each size is seeded once into var/bench/seed/ and reused by later
+runs; on PostgreSQL the database named by ACCOUNTS_DATABASE_URL is emptied and
+seeded afresh (its name must contain "bench", so nobody's data is wiped by mistake).
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import sqlite3
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from accounts.adapters.database import tables as t
+from accounts.adapters.database.engine import is_sqlite
+from accounts.adapters.database.migrate import migrate
+from accounts.adapters.database.repositories import PRN_COUNTER, account_values
+from accounts.domain import payment_reference
+from accounts.domain.account import (
+    Account,
+    AccountStatus,
+    AccountTenure,
+    AccountType,
+    ConsolidatedCharge,
+    PrimaryTenant,
+    RentGroupType,
+    TenureTypeRef,
+)
+from accounts.domain.polarity import DEFAULT_TARGET_TYPES
+
+SEED_VERSION = 1  # bump when the seeded rows change shape, so cached databases are rebuilt
+CHUNK = 20_000
+SAMPLE = 5_000
+STREETS = ("Hillman Street", "Mare Street", "Amhurst Road", "Dalston Lane", "Pembury Road", "Well Street")
+NAMES = ("Mrs Jane Smith", "Mr Amir Okafor", "Ms Grace Nowak", "Mr Tomasz Begum", "Dr Li Chen", "Miss Fatima Hughes")
+TENURE_TYPES = (("SEC", "Secure"), ("INT", "Introductory"), ("LEA", "Leasehold (RTB)"), ("TGA", "Temp Hostel"))
+BENCH_USER = "bench@localhost"
+
+
+@dataclass(frozen=True)
+class Seeded:
+    """A seeded database and a random sample of what it holds, for the load generators."""
+
+    url: str
+    size: int
+    sample: list[tuple[str, str]]  # (account id, target id)
+    seconds: float  # time spent seeding in this run (0 when reused)
+
+
+def wipe_postgres(url: str) -> None:
+    """Empty a PostgreSQL database whose name says it is for benchmarks."""
+    name = make_url(url).database or ""
+    if "bench" not in name:
+        raise SystemExit(
+            f"refusing to empty PostgreSQL database {name!r}: the benchmarks wipe and reseed their database, "
+            "so give one whose name contains 'bench' (CREATE DATABASE bench_accounts)"
+        )
+    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(sa.text("DROP SCHEMA public CASCADE"))
+        connection.execute(sa.text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+def fresh_database(url: str) -> None:
+    """An empty, migrated database at `url` (a SQLite file is deleted first)."""
+    if is_sqlite(url):
+        path = Path(make_url(url).database or "")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+    else:
+        wipe_postgres(url)
+    migrate(url)
+
+
+def build_accounts(size: int, first: int = 0) -> list[Account]:
+    """`size` valid tenure Master accounts, the `first`-th onwards: mostly in arrears, some in credit, a few ended."""
+    rng = random.Random(first + 1)
+    created = datetime(2024, 4, 1, 9, 0, tzinfo=UTC)
+    accounts = []
+    for index in range(first, first + size):
+        target = uuid.UUID(int=rng.getrandbits(128), version=4)
+        code, description = TENURE_TYPES[index % len(TENURE_TYPES)]
+        balance = Decimal(rng.randrange(-250_000, 50_000)).scaleb(-2)
+        start = created - timedelta(days=rng.randrange(0, 4000))
+        ended = index % 20 == 0
+        accounts.append(
+            Account(
+                id=uuid.UUID(int=rng.getrandbits(128), version=4),
+                target_type="Tenure",
+                target_id=target,
+                account_type=AccountType.MASTER,
+                payment_reference=payment_reference.from_serial(payment_reference.FIRST_SERIAL + index),
+                created_by=BENCH_USER,
+                created_at=created,
+                last_updated_by=BENCH_USER,
+                last_updated_at=created,
+                account_status=AccountStatus.ENDED if ended else AccountStatus.ACTIVE,
+                rent_group_type=RentGroupType.HOUSING_REVENUE,
+                agreement_type="Master Account",
+                account_balance=balance,
+                consolidated_balance=balance,
+                start_date=start,
+                end_date=created if ended else None,
+                consolidated_charges=(ConsolidatedCharge("Rent", "Weekly", Decimal("123.45")),),
+                tenure=AccountTenure(
+                    tenure_id=target,
+                    tenure_type=TenureTypeRef(code, description),
+                    full_address=f"{rng.randrange(1, 300)} {rng.choice(STREETS)}, Hackney, London E8 1DY",
+                    primary_tenants=(PrimaryTenant(uuid.UUID(int=rng.getrandbits(128), version=4), rng.choice(NAMES)),),
+                ),
+            )
+        )
+    return accounts
+
+
+def seed_accounts(url: str, size: int) -> None:
+    """Bulk-insert `size` accounts into a fresh, migrated database and move the PRN counter past them."""
+    fresh_database(url)
+    polarity = {target.name: target for target in DEFAULT_TARGET_TYPES}
+    engine = sa.create_engine(url)
+    if is_sqlite(url):
+
+        @sa.event.listens_for(engine, "connect")
+        def _fast(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+            # Seeding only: a crash here just means seeding again.
+            dbapi_connection.execute("PRAGMA journal_mode=WAL")
+            dbapi_connection.execute("PRAGMA synchronous=OFF")
+            dbapi_connection.execute("PRAGMA cache_size=-400000")
+
+    with engine.begin() as connection:
+        for start in range(0, size, CHUNK):
+            chunk = build_accounts(min(CHUNK, size - start), first=start)
+            rows = [
+                account_values(account, polarity[account.target_type].amount_owed(account.account_balance))
+                for account in chunk
+            ]
+            connection.execute(t.accounts.insert(), rows)
+        connection.execute(
+            t.payment_reference_counter.update()
+            .where(t.payment_reference_counter.c.name == PRN_COUNTER)
+            .values(next_serial=payment_reference.FIRST_SERIAL + size)
+        )
+    if is_sqlite(url):
+        with engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            connection.exec_driver_sql("ANALYZE")
+    else:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.exec_driver_sql("VACUUM ANALYZE accounts")
+    engine.dispose()
+
+
+def sample(url: str, count: int = SAMPLE, seed: int = 7) -> list[tuple[str, str]]:
+    """Random (account id, target id) pairs from the database."""
+    engine = sa.create_engine(url)
+    with engine.connect() as connection:
+        total = int(connection.execute(sa.select(sa.func.count()).select_from(t.accounts)).scalar_one())
+        if is_sqlite(url):
+            rng = random.Random(seed)
+            rowids = rng.sample(range(1, total + 1), min(count, total))
+            rows = []
+            for start in range(0, len(rowids), 500):
+                part = rowids[start : start + 500]
+                query = sa.select(t.accounts.c.id, t.accounts.c.target_id).where(
+                    sa.text(f"rowid IN ({','.join(map(str, part))})")
+                )
+                rows.extend(connection.execute(query).all())
+        else:
+            query = sa.select(t.accounts.c.id, t.accounts.c.target_id).order_by(sa.func.random()).limit(count)
+            rows = list(connection.execute(query).all())
+    engine.dispose()
+    return [(str(row.id), str(row.target_id)) for row in rows]
+
+
+def seeded_database(size: int, work: Path, database_url: str | None, *, reuse: bool = True) -> Seeded:
+    """A database holding `size` accounts: a cached SQLite file, or the PostgreSQL database given."""
+    started = time.perf_counter()
+    if database_url and not is_sqlite(database_url):
+        seed_accounts(database_url, size)
+        return Seeded(database_url, size, sample(database_url), time.perf_counter() - started)
+    cache = work / "seed"
+    cache.mkdir(parents=True, exist_ok=True)
+    path = cache / f"accounts-{size}-v{SEED_VERSION}.db"
+    marker = path.with_suffix(".done")
+    url = f"sqlite:///{path}"
+    seconds = 0.0
+    if not (reuse and marker.exists() and path.exists()):
+        marker.unlink(missing_ok=True)
+        seed_accounts(url, size)
+        marker.write_text(f"{size}\n", encoding="utf-8")
+        seconds = time.perf_counter() - started
+    return Seeded(url, size, sample(url), seconds)
+
+
+def scratch_copy(seeded: Seeded, work: Path, name: str) -> str:
+    """A throw-away copy of a seeded SQLite database (for benchmarks that write); PostgreSQL as is."""
+    if not is_sqlite(seeded.url):
+        return seeded.url
+    source = Path(make_url(seeded.url).database or "")
+    target = work / f"{name}.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{target}{suffix}").unlink(missing_ok=True)
+    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
+        src.backup(dst)
+    src.close()
+    dst.close()
+    shutil.copymode(source, target)
+    return f"sqlite:///{target}"
