@@ -115,8 +115,10 @@ class Api:
         return self.request("GET", url, token or self.reader_token, **kwargs)
 
     def post(self, body: Any, token: str | None = None, **kwargs: Any) -> httpx.Response:
+        """POST an account: a dict is written as JSON, bytes or text are sent as they are."""
         headers = {"Content-Type": "application/json", **kwargs.pop("headers", {})}
-        return self.request("POST", "/api/v1/accounts", token, content=to_json(body), headers=headers, **kwargs)
+        content = body if isinstance(body, bytes | str) else to_json(body)
+        return self.request("POST", "/api/v1/accounts", token, content=content, headers=headers, **kwargs)
 
     def create(self, **overrides: Any) -> dict[str, Any]:
         """A new tenure account, as the listener creates it; fails the test if refused."""

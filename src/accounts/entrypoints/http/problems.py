@@ -7,6 +7,7 @@ rule where there is one. No error path returns a stack trace or a secret.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -104,6 +105,35 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
+# Pydantic's words for a broken rule, in the words of this API's clients.
+PLAIN_REASONS = {
+    "missing": "is required",
+    "model_type": "must be a JSON object",
+    "model_attributes_type": "must be a JSON object",
+    "dict_type": "must be a JSON object",
+    "list_type": "must be a JSON array",
+    "string_type": "must be a string",
+    "uuid_parsing": "must be a UUID",
+    "uuid_type": "must be a UUID",
+    "int_parsing": "must be a whole number",
+    "int_type": "must be a whole number",
+    "extra_forbidden": "is not a known field; check its spelling",
+}
+PATTERN_REASONS = {"^[0-9]{9,10}$": "must be 9 or 10 digits"}
+
+
+def reason(error: Mapping[str, Any]) -> str:
+    """What rule one pydantic error broke, said plainly."""
+    kind = str(error.get("type", ""))
+    context = error.get("ctx") or {}
+    if kind == "enum" and "expected" in context:
+        return f"must be one of {str(context['expected']).replace(chr(39), '')}"
+    if kind == "string_pattern_mismatch":
+        pattern = str(context.get("pattern", ""))
+        return PATTERN_REASONS.get(pattern, f"must match the pattern {pattern}")
+    return PLAIN_REASONS.get(kind) or str(error.get("msg", "is not valid")).removeprefix("Value error, ")
+
+
 def _location(loc: tuple[Any, ...]) -> str:
     parts = [str(part) for part in loc if part not in ("body", "query", "path", "header")]
     return ".".join(parts) or "body"
@@ -122,7 +152,7 @@ def install(app: FastAPI) -> None:
 
     async def validation(request: Request, error: Exception) -> Response:
         assert isinstance(error, RequestValidationError)
-        params = [{"name": _location(tuple(item["loc"])), "reason": str(item["msg"])} for item in error.errors()]
+        params = [{"name": _location(tuple(item["loc"])), "reason": reason(item)} for item in error.errors()]
         detail = "; ".join(f"{p['name']}: {p['reason']}" for p in params) or "the request is not valid"
         return problem_response(400, detail, instance=request.url.path, invalid_params=params)
 

@@ -15,7 +15,7 @@ from starlette.responses import Response
 from accounts.domain.account import Account, AccountType, Actor, etag, to_wire
 from accounts.domain.errors import ImmutableField, ValidationProblem
 from accounts.domain.events import MalformedEvent, parse_envelope
-from accounts.entrypoints.http.problems import ApiProblem, problem_responses
+from accounts.entrypoints.http.problems import ApiProblem, problem_responses, reason
 from accounts.entrypoints.http.schemas import (
     JSON_PATCH_SCHEMA,
     AccountCreate,
@@ -77,10 +77,7 @@ def media_type(request: Request) -> str:
 
 def invalid(error: pydantic.ValidationError) -> ApiProblem:
     params = [
-        {
-            "name": ".".join(str(part) for part in item["loc"]) or "body",
-            "reason": str(item["msg"]).removeprefix("Value error, "),
-        }
+        {"name": ".".join(str(part) for part in item["loc"]) or "body", "reason": reason(item)}
         for item in error.errors(include_url=False)
     ]
     detail = "; ".join(f"{p['name']}: {p['reason']}" for p in params)
