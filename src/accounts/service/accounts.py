@@ -172,7 +172,8 @@ class AccountService:
         """
 
         def run(uow: UnitOfWork) -> tuple[Account, bool]:
-            account = uow.accounts.get(account_id)
+            # Held until commit: concurrent changes queue instead of losing a race they retry.
+            account = uow.accounts.get(account_id, for_update=True)
             if account is None:
                 raise AccountNotFound(account_id)
             if if_match is not None and not etag_matches(if_match, account):

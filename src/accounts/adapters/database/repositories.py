@@ -116,8 +116,11 @@ class SqlAccountRepository:
     def __init__(self, connection: sa.Connection) -> None:
         self.connection = connection
 
-    def get(self, account_id: UUID) -> Account | None:
-        row = self.connection.execute(sa.select(t.accounts).where(t.accounts.c.id == account_id)).first()
+    def get(self, account_id: UUID, *, for_update: bool = False) -> Account | None:
+        query = sa.select(t.accounts).where(t.accounts.c.id == account_id)
+        if for_update:
+            query = query.with_for_update()  # SQLite writers are serialised by BEGIN IMMEDIATE instead
+        row = self.connection.execute(query).first()
         return account_from_row(row) if row else None
 
     def by_target(self, target_id: UUID, account_type: AccountType | None) -> list[Account]:
