@@ -167,12 +167,18 @@ def create_app(application: Application) -> FastAPI:
             return app.openapi_schema
         schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(problems.problem_schemas())
         for path in schema.get("paths", {}).values():
             for operation in path.values():
                 operation.get("responses", {}).pop("422", None)
                 # Request bodies given as whole JSON schemas carry their own $defs: share them.
                 for content in operation.get("requestBody", {}).get("content", {}).values():
                     components.update(content.get("schema", {}).pop("$defs", {}))
+        for parameter in schema["paths"]["/api/v1/accounts/arrears"]["get"]["parameters"]:
+            if parameter["name"] == "resultsCount":
+                settings = application.settings
+                parameter["schema"]["maximum"] = settings.arrears_max_count
+                parameter["description"] = f"How many accounts at most; {settings.arrears_default_count} when left out"
         schema["components"]["securitySchemes"] = {
             "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
         }

@@ -99,7 +99,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {
         status: {
             "description": TITLES.get(status, "Error"),
-            "content": {PROBLEM_JSON: {"schema": Problem.model_json_schema(by_alias=True)}},
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
         }
         for status in statuses
     }
@@ -132,6 +132,12 @@ def reason(error: Mapping[str, Any]) -> str:
         pattern = str(context.get("pattern", ""))
         return PATTERN_REASONS.get(pattern, f"must match the pattern {pattern}")
     return PLAIN_REASONS.get(kind) or str(error.get("msg", "is not valid")).removeprefix("Value error, ")
+
+
+def problem_schemas() -> dict[str, Any]:
+    """The Problem schema and what it refers to, for the document's components."""
+    schema = Problem.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
+    return {**schema.pop("$defs", {}), "Problem": schema}
 
 
 def _location(loc: tuple[Any, ...]) -> str:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 from typing import Annotated, Any
 from uuid import UUID
 
 import orjson
 import pydantic
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Path, Query, Request
 from starlette.responses import Response
 
 from accounts.domain.account import Account, AccountType, Actor, etag, to_wire
@@ -30,6 +31,34 @@ from accounts.service.accounts import ARREARS_SORT_NAMES
 from accounts.service.ports import TENURE_TOPIC
 
 MAX_EVENTS_PER_REQUEST = 1000
+
+UUID_SCHEMA: dict[str, Any] = {"type": "string", "format": "uuid"}
+ENVELOPE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "An MTFH event envelope, such as TenureCreatedEvent",
+    "required": ["id", "eventType", "dateTime", "entityId"],
+    "properties": {
+        "id": UUID_SCHEMA,
+        "eventType": {"type": "string", "minLength": 1, "examples": ["TenureCreatedEvent"]},
+        "sourceDomain": {"type": "string"},
+        "sourceSystem": {"type": "string"},
+        "version": {"type": "string"},
+        "correlationId": UUID_SCHEMA,
+        "dateTime": {"type": "string", "format": "date-time"},
+        "user": {"type": "object", "properties": {"name": {"type": "string"}, "email": {"type": "string"}}},
+        "entityId": UUID_SCHEMA,
+        "eventData": {
+            "type": "object",
+            "properties": {
+                "oldData": {"type": ["object", "null"]},
+                "newData": {"type": ["object", "null"]},
+            },
+        },
+    },
+}
+
+# Checked by parse_uuid, whose problem names the parameter, rather than by FastAPI.
+AccountId = Annotated[str, Path(description="The account id", json_schema_extra={"format": "uuid"})]
 
 
 def _default(value: Any) -> Any:
@@ -93,6 +122,12 @@ def parse_uuid(value: str, name: str) -> UUID:
         ) from None
 
 
+def any_case(*words: str) -> str:
+    """A JSON Schema pattern matching any of the words in any case (ECMA regexes have no i flag)."""
+    spelled = ("".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in word) for word in words)
+    return f"^({'|'.join(spelled)})$"
+
+
 def build_router() -> APIRouter:
     router = APIRouter(prefix="/api/v1")
 
@@ -122,7 +157,7 @@ def build_router() -> APIRouter:
     )
     def find_accounts(
         request: Request,
-        targetId: Annotated[str | None, Query(description="The tenure (target) id; required")] = None,
+        targetId: Annotated[str, Query(description="The tenure (target) id", json_schema_extra={"format": "uuid"})],
         accountType: Annotated[AccountType | None, Query()] = None,
         type: Annotated[AccountType | None, Query(description="Alias of accountType")] = None,
     ) -> Response:
@@ -143,11 +178,30 @@ def build_router() -> APIRouter:
         type: Annotated[AccountType | None, Query(description="Only accounts of this account type")] = None,
         accountType: Annotated[AccountType | None, Query(description="Alias of type")] = None,
         sortBy: Annotated[
-            str | None, Query(description=f"One of {', '.join(ARREARS_SORT_NAMES)} (any case); default amountOwed")
+            str | None,
+            Query(
+                description=f"One of {', '.join(ARREARS_SORT_NAMES)} (any case); default amountOwed",
+                json_schema_extra={"pattern": any_case(*ARREARS_SORT_NAMES)},
+            ),
         ] = None,
-        sort: Annotated[str | None, Query(description="Alias of sortBy")] = None,
-        direction: Annotated[str | None, Query(description="asc or desc (any case); default desc")] = None,
-        resultsCount: Annotated[int | None, Query(description="How many accounts at most")] = None,
+        sort: Annotated[
+            str | None,
+            Query(description="Alias of sortBy", json_schema_extra={"pattern": any_case(*ARREARS_SORT_NAMES)}),
+        ] = None,
+        direction: Annotated[
+            str | None,
+            Query(
+                description="asc or desc (any case); default desc",
+                json_schema_extra={"pattern": any_case("asc", "desc")},
+            ),
+        ] = None,
+        resultsCount: Annotated[
+            int | None,
+            Query(
+                description="How many accounts at most (ACCOUNTS_ARREARS_DEFAULT_COUNT when left out)",
+                json_schema_extra={"minimum": 1},  # and the configured maximum: see create_app
+            ),
+        ] = None,
     ) -> Response:
         reader(request)
         settings = services(request).settings
@@ -171,7 +225,7 @@ def build_router() -> APIRouter:
         responses=problem_responses(400, 401, 403, 404, 503),
         summary="One account, with its ETag",
     )
-    def get_account(request: Request, id: str) -> Response:
+    def get_account(request: Request, id: AccountId) -> Response:
         reader(request)
         return account_response(services(request).accounts.get(parse_uuid(id, "id")))
 
@@ -229,7 +283,7 @@ def build_router() -> APIRouter:
     )
     async def patch_account(
         request: Request,
-        id: str,
+        id: AccountId,
         if_match: Annotated[str | None, Header(alias="If-Match", description="The ETag you read")] = None,
     ) -> Response:
         from accounts.entrypoints.http.patching import JSON_PATCH, MERGE_PATCH, PLAIN_JSON, apply_patch
@@ -275,8 +329,13 @@ def build_router() -> APIRouter:
                     "application/json": {
                         "schema": {
                             "oneOf": [
-                                {"type": "object", "description": "One event envelope"},
-                                {"type": "array", "items": {"type": "object"}, "maxItems": MAX_EVENTS_PER_REQUEST},
+                                ENVELOPE_SCHEMA,
+                                {
+                                    "type": "array",
+                                    "items": ENVELOPE_SCHEMA,
+                                    "minItems": 1,
+                                    "maxItems": MAX_EVENTS_PER_REQUEST,
+                                },
                             ]
                         }
                     }

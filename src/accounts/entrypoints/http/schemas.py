@@ -31,6 +31,7 @@ from accounts.domain.account import (
     RentGroupType,
     TenureTypeRef,
 )
+from accounts.domain.polarity import DEFAULT_TARGET_TYPES
 from accounts.service.accounts import NewAccount
 
 
@@ -127,7 +128,8 @@ class AccountFields(Wire):
     """The fields a client may set, shared by create and the result of a patch."""
 
     targetType: Annotated[str, StringConstraints(min_length=1, max_length=40), Storable] = Field(
-        description="A target type from GET /api/v1/target-types, e.g. Tenure"
+        description="A target type from GET /api/v1/target-types",
+        json_schema_extra={"enum": [target.name for target in DEFAULT_TARGET_TYPES]},
     )
     targetId: UUID
     accountType: AccountType
