@@ -354,3 +354,34 @@ def test_a_worker_whose_listener_cannot_start_exits_with_an_error(make_app, monk
 
     assert done.wait(5), "the worker stops instead of running on without its listener"
     assert result == [1]
+
+
+def test_asking_for_more_hands_back_what_was_left_of_the_last_batch(make_app) -> None:
+    app = make_app()
+    broker = EmbeddedBroker(app.engine, lease_seconds=60)
+    publish(broker, *[tale.events[0] for tale in realistic_stories(3, seed=73)])
+    first, *rest = broker.receive(10, 0.1)
+    broker.ack(first)  # then, say, the next ack failed and the listener gave up on the batch
+
+    again = broker.receive(10, 0.1)
+
+    assert [m.body for m in again] == [m.body for m in rest], "back at once, not after the 60 s lease"
+    assert [m.attempts for m in again] == [2, 2]
+
+
+def test_a_claim_whose_answer_was_lost_is_handed_back_uncounted(make_app) -> None:
+    app = make_app()
+    broker = EmbeddedBroker(app.engine, lease_seconds=60)
+    publish(broker, *[tale.events[0] for tale in realistic_stories(2, seed=74)])
+    token = broker._token()
+    with app.engine.begin() as connection:  # what the claim did before its connection died
+        connection.execute(
+            tables.embedded_messages.update().values(
+                leased_until=token, attempts=tables.embedded_messages.c.attempts + 1
+            )
+        )
+    broker._lost_claims.append((token, True))
+
+    again = broker.receive(10, 0.1)
+
+    assert len(again) == 2 and [m.attempts for m in again] == [1, 1]

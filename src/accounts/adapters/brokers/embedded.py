@@ -16,6 +16,7 @@ table, and with the embedded broker nothing outside the service could read them.
 from __future__ import annotations
 
 import logging
+import random
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -40,7 +41,13 @@ class EmbeddedBroker:
         self.topic = topic
         # The listener renews leases this often while it works on a batch.
         self.keepalive_interval = max(0.05, lease_seconds / 3)
+        # The messages of the batch in hand, and the end of their lease, which to the
+        # microsecond is also the claim's token: rows holding it are this instance's.
         self._in_hand: set[int] = set()
+        self._hand_token: datetime | None = None
+        # Leases to hand back once the database answers: (token, whether the claim's delivery
+        # never reached the listener, so is not to count as an attempt).
+        self._lost_claims: list[tuple[datetime, bool]] = []
 
     def _write(self) -> sa.Connection:
         return self.engine.connect().execution_options(**{WRITE: True})
@@ -72,6 +79,10 @@ class EmbeddedBroker:
             raise TransientError(f"embedded queue unavailable: {error.orig}") from error
 
     def receive(self, max_messages: int, wait_seconds: float) -> list[ReceivedMessage]:
+        # Asking for more means the last batch is done with: whatever of it is still in hand
+        # (the listener gave up on it, e.g. an ack failed) goes back now, not when the lease ends.
+        self._release_in_hand()
+        self._release_lost_claims()
         deadline = time.monotonic() + wait_seconds
         pause = 0.02
         while True:
@@ -81,8 +92,13 @@ class EmbeddedBroker:
             time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
             pause = min(pause * 2, 0.25)
 
+    def _token(self) -> datetime:
+        """A lease end that is, to the microsecond, this claim's own."""
+        return _now() + self.lease + timedelta(microseconds=random.randrange(1, 1000))
+
     def _claim(self, max_messages: int) -> list[ReceivedMessage]:
         now = _now()
+        until = self._token()
         ready = (
             sa.select(messages.c.id)
             .where(
@@ -90,27 +106,62 @@ class EmbeddedBroker:
                 messages.c.available_at <= now,
                 sa.or_(messages.c.leased_until.is_(None), messages.c.leased_until < now),
             )
-            .order_by(messages.c.id)
+            # A retried message joins the back of the queue, as a RabbitMQ retry does: an update
+            # waiting for its create comes back after the messages already queued, the create among them.
+            .order_by(messages.c.available_at, messages.c.id)
             .limit(max_messages)
             .with_for_update(skip_locked=True)
         )
         claim = (
             messages.update()
             .where(messages.c.id.in_(ready.scalar_subquery()))
-            .values(leased_until=now + self.lease, attempts=messages.c.attempts + 1)
-            .returning(messages.c.id, messages.c.body, messages.c.attempts, messages.c.message_id)
+            .values(leased_until=until, attempts=messages.c.attempts + 1)
+            .returning(
+                messages.c.id, messages.c.body, messages.c.attempts, messages.c.message_id, messages.c.available_at
+            )
         )
         try:
             with self._write() as connection, connection.begin():
                 rows = list(connection.execute(claim).all())
         except exc.DBAPIError as error:
+            self._lost_claims = [*self._lost_claims[-99:], (until, True)]
             raise TransientError(f"embedded queue unavailable: {error.orig}") from error
-        rows.sort(key=lambda row: row.id)
-        self._in_hand.update(row.id for row in rows)
+        rows.sort(key=lambda row: (row.available_at, row.id))
+        self._in_hand = {row.id for row in rows}
+        self._hand_token = until
         return [
             ReceivedMessage(body=bytes(row.body), attempts=row.attempts, receipt=row.id, message_id=row.message_id)
             for row in rows
         ]
+
+    def _release_lost_claims(self) -> None:
+        """Hand back what a claim leased if its answer never arrived, not counting it as a delivery.
+
+        Otherwise those messages would wait out the whole lease, and an update waiting for
+        one of them (its create) could use up its attempts meanwhile.
+        """
+        if not self._lost_claims:
+            return
+        released = 0
+        try:
+            with self._write() as connection, connection.begin():
+                for undelivered in (True, False):
+                    tokens = [token for token, flag in self._lost_claims if flag is undelivered]
+                    if not tokens:
+                        continue
+                    released += connection.execute(
+                        messages.update()
+                        .where(messages.c.topic == self.topic, messages.c.leased_until.in_(tokens))
+                        .values(
+                            leased_until=None,
+                            attempts=messages.c.attempts - 1 if undelivered else messages.c.attempts,
+                        )
+                    ).rowcount
+        except exc.DBAPIError:
+            return  # still down: try again on the next receive (else the leases run out)
+        self._lost_claims = []
+        if released:
+            log.info("handed back %d message(s) leased by a claim whose answer was lost", released)
 
     def ack(self, message: ReceivedMessage) -> None:
         self.ack_many([message])
@@ -141,15 +192,37 @@ class EmbeddedBroker:
         """Renew the leases of the messages received and not yet acked or retried (best effort)."""
         if not self._in_hand:
             return
+        renewed = self._token()
         try:
             with self._write() as connection, connection.begin():
-                connection.execute(
-                    messages.update()
-                    .where(messages.c.id.in_(sorted(self._in_hand)))
-                    .values(leased_until=_now() + self.lease)
-                )
+                connection.execute(self._held().values(leased_until=renewed))
         except exc.DBAPIError as error:
+            # Perhaps renewed although the answer was lost: remember both tokens.
+            self._lost_claims = [*self._lost_claims[-99:], (renewed, False)]
             log.info("could not renew the leases of %d message(s): %s", len(self._in_hand), error.orig)
+            return
+        self._hand_token = renewed
+
+    def _held(self) -> sa.Update:
+        """The rows of the batch in hand that are still leased to this instance."""
+        return messages.update().where(
+            messages.c.id.in_(sorted(self._in_hand)), messages.c.leased_until == self._hand_token
+        )
+
+    def _release_in_hand(self) -> None:
+        if not self._in_hand:
+            return
+        held, token = len(self._in_hand), self._hand_token
+        try:
+            with self._write() as connection, connection.begin():
+                connection.execute(self._held().values(leased_until=None))
+        except exc.DBAPIError as error:
+            if token is not None:
+                self._lost_claims = [*self._lost_claims[-99:], (token, False)]  # hand them back later
+            log.info("could not hand back %d leased message(s) yet: %s", held, error.orig)
+        else:
+            log.info("handed back %d message(s) the listener did not finish", held)
+        self._in_hand, self._hand_token = set(), None
 
     def depth(self) -> int:
         """Messages still queued on the tenure topic (for the CLI and the tests)."""
@@ -162,11 +235,4 @@ class EmbeddedBroker:
 
         The engine itself belongs to the application.
         """
-        if not self._in_hand:
-            return
-        held, self._in_hand = sorted(self._in_hand), set()
-        try:
-            with self._write() as connection, connection.begin():
-                connection.execute(messages.update().where(messages.c.id.in_(held)).values(leased_until=None))
-        except exc.DBAPIError as error:
-            log.info("could not release %d leased message(s); their leases will run out: %s", len(held), error.orig)
+        self._release_in_hand()
