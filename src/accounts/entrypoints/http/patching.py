@@ -9,6 +9,7 @@ extra key. Both are tolerated; top-level names are matched case-insensitively so
 from __future__ import annotations
 
 import copy
+from decimal import Decimal
 from typing import Any
 
 from accounts.domain.errors import ValidationProblem
@@ -31,6 +32,19 @@ def merge_patch(target: Any, patch: Any) -> Any:
         else:
             result[key] = merge_patch(result.get(key), value)
     return result
+
+
+def json_equal(left: Any, right: Any) -> bool:
+    """Equality of JSON values (RFC 6902 4.6): unlike Python's, false is not 0 and 1 is not true."""
+    if isinstance(left, bool) or isinstance(right, bool):
+        return type(left) is type(right) and left == right
+    if isinstance(left, int | float | Decimal) and isinstance(right, int | float | Decimal):
+        return left == right
+    if isinstance(left, list) and isinstance(right, list):
+        return len(left) == len(right) and all(json_equal(a, b) for a, b in zip(left, right, strict=True))
+    if isinstance(left, dict) and isinstance(right, dict):
+        return left.keys() == right.keys() and all(json_equal(left[k], right[k]) for k in left)
+    return type(left) is type(right) and left == right
 
 
 def _pointer(path: Any, document: dict[str, Any], field: str) -> list[str]:
@@ -117,7 +131,7 @@ def json_patch(document: dict[str, Any], operations: Any) -> dict[str, Any]:
         elif op in ("add", "replace"):
             _add(container, key, copy.deepcopy(operation["value"]), f"{field}.path", str(path), op == "replace")
         elif op == "test":
-            if _get(container, key, f"{field}.path", str(path)) != operation["value"]:
+            if not json_equal(_get(container, key, f"{field}.path", str(path)), operation["value"]):
                 raise ValidationProblem(f"{field}", f"test failed: {path!r} does not hold the given value")
         else:  # move, copy
             source_tokens = _pointer(operation.get("from"), result, f"{field}.from")
