@@ -208,3 +208,28 @@ def test_a_path_that_leads_nowhere_is_a_not_found_problem(api: Api) -> None:
 def api_json(body: dict) -> str:
     """JSON with every non-ASCII character escaped, as a strict client writes it (lone surrogates too)."""
     return json.dumps(body)
+
+
+@pytest.mark.parametrize("depth", [40, 700])
+@pytest.mark.parametrize("kind", ["merge", "json", "create"])
+def test_a_body_nested_deeper_than_any_account_is_refused_before_it_is_walked(
+    api: Api, account: dict, depth: int, kind: str
+) -> None:
+    deep = '{"a": ' * depth + "1" + "}" * depth
+    before = api.snapshot()
+    if kind == "merge":
+        response = api.patch(account["id"], '{"tenure": ' + deep + "}")
+    elif kind == "json":
+        response = api.patch(
+            account["id"], f'[{{"op": "add", "path": "/tenure", "value": {deep}}}]', "application/json"
+        )
+    else:
+        response = api.post(api_json(tenure_request())[:-1] + ', "extra": ' + deep + "}")
+    assert_problem(response, 400, "nested too deeply", "32 levels")
+    assert api.snapshot() == before
+
+
+def test_a_number_with_thousands_of_digits_is_refused_plainly(api: Api, account: dict) -> None:
+    response = api.patch(account["id"], '{"accountBalance": ' + "9" * 5000 + "}")
+    problem = assert_problem(response, 400, "too many digits")
+    assert "sys." not in problem["detail"]

@@ -31,6 +31,9 @@ from accounts.service.accounts import ARREARS_SORT_NAMES
 from accounts.service.ports import TENURE_TOPIC
 
 MAX_EVENTS_PER_REQUEST = 1000
+# An account is four levels deep (tenure.primaryTenants[0].fullName) and an event envelope
+# little more; anything far deeper is refused before patching or validation recurses into it.
+MAX_JSON_DEPTH = 32
 
 UUID_SCHEMA: dict[str, Any] = {"type": "string", "format": "uuid"}
 ENVELOPE_SCHEMA: dict[str, Any] = {
@@ -92,12 +95,33 @@ async def read_json(request: Request, *, exact: bool = True) -> Any:
         raise ApiProblem(400, "the request body is empty; send a JSON document")
     try:
         if not exact:
-            return json.loads(raw, parse_constant=_reject_constant)
-        return json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
+            body = json.loads(raw, parse_constant=_reject_constant)
+        else:
+            body = json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
     except RecursionError:
-        raise ApiProblem(400, "the JSON body is nested too deeply") from None
+        body = None
     except (ValueError, UnicodeDecodeError) as error:
+        if "integer string conversion" in str(error):
+            raise ApiProblem(400, "the request body is not valid JSON: a number has too many digits") from None
         raise ApiProblem(400, f"the request body is not valid JSON: {error}") from None
+    else:
+        if within_depth(body, MAX_JSON_DEPTH):
+            return body
+    raise ApiProblem(400, f"the JSON body is nested too deeply: at most {MAX_JSON_DEPTH} levels")
+
+
+def within_depth(value: Any, limit: int) -> bool:
+    """True when no object or array is nested deeper than `limit` (checked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return False
+        stack.extend((child, depth + 1) for child in children)
+    return True
 
 
 def media_type(request: Request) -> str:
