@@ -52,6 +52,9 @@ T = TypeVar("T")
 # Errors that no retry can mend: the event goes straight to the dead-letter store.
 PERMANENT = (MalformedEvent, DomainError, AccountConflict)
 DEAD_LETTER_SOURCE = "tenure-events"
+# How often a slow message's wait lets the broker connection do its housekeeping (heartbeats),
+# unless the adapter says otherwise (`keepalive_interval`): well inside any heartbeat timeout.
+KEEPALIVE_SECONDS = 1.0
 
 
 def backoff(attempts: int, base: float, ceiling: float) -> float:
@@ -155,7 +158,7 @@ class Listener:
         keepalive: Callable[[], None] | None = getattr(self.broker, "keepalive", None)
         if keepalive is None:
             return work()
-        interval = float(getattr(self.broker, "keepalive_interval", 5.0))
+        interval = float(getattr(self.broker, "keepalive_interval", KEEPALIVE_SECONDS))
         if self._executor is None:
             self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="listener-handler")
         future = self._executor.submit(work)

@@ -204,6 +204,19 @@ class RabbitMqBroker:
             self._channel.basic_ack(receipt.delivery_tag)
         self._unacked.discard(receipt.delivery_tag)
 
+    def keepalive(self) -> None:
+        """Let pika answer heartbeats; the worker calls it while a slow message is being handled.
+
+        A BlockingConnection only does its I/O when its own thread calls into it, so without
+        this a message that takes longer than about two heartbeat intervals costs the
+        connection, and with it the ack of every message in hand. Deliveries that arrive
+        meanwhile wait in the buffer for the next `receive`.
+        """
+        if self._connection is None or not self._connection.is_open:
+            return
+        with self._transient("keepalive"):
+            self._connection.process_data_events(time_limit=0)
+
     def close(self) -> None:
         """Close the connection; unacked deliveries go back to the queue. A later call reconnects."""
         self._drop()
