@@ -149,8 +149,10 @@ def test_an_account_in_another_media_type_is_refused(api: Api, content_type: str
 def test_a_huge_body_is_refused_before_it_is_read(api: Api, account: dict) -> None:
     limit = api.application.settings.max_body_bytes
     huge = api_json(tenure_request(agreementType="x" * (limit + 1)))
-    problem = refused_create(api, huge, 413, str(limit))
+    correlation = str(uuid.uuid4())
+    problem = refused_create(api, huge, 413, str(limit), headers={"x-correlation-id": correlation})
     assert problem["instance"] == "/api/v1/accounts"
+    assert api.post(huge, headers={"x-correlation-id": correlation}).headers["x-correlation-id"] == correlation
     before = api.snapshot()
     assert_problem(api.patch(account["id"], huge), 413)
     assert api.snapshot() == before

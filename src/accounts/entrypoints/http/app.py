@@ -158,8 +158,8 @@ def create_app(application: Application) -> FastAPI:
     app.state.publisher = Publisher(application.broker)
     problems.install(app)
     app.include_router(build_router())
-    app.add_middleware(CorrelationId)
     app.add_middleware(BodyLimit, max_bytes=application.settings.max_body_bytes)
+    app.add_middleware(CorrelationId)  # outermost: even a refused body gets its correlation id
 
     def openapi() -> dict[str, Any]:
         """The document as served: FastAPI's 422 replaced by the 400 problem this API answers."""
