@@ -11,6 +11,8 @@ from uuid import UUID
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as postgresql_dml
+from sqlalchemy.dialects import sqlite as sqlite_dml
 
 from accounts.adapters.database import tables as t
 from accounts.domain.account import (
@@ -186,12 +188,19 @@ class SqlAccountRepository:
 
 
 class SqlTargetTypeRepository:
+    """Target types change only with a migration; each is read once per unit of work."""
+
     def __init__(self, connection: sa.Connection) -> None:
         self.connection = connection
+        self._known: dict[str, TargetType | None] = {}
 
     def get(self, name: str) -> TargetType | None:
+        if name in self._known:
+            return self._known[name]
         row = self.connection.execute(sa.select(t.target_types).where(t.target_types.c.name == name)).first()
-        return TargetType(row.name, Polarity(row.polarity), row.description) if row else None
+        found = TargetType(row.name, Polarity(row.polarity), row.description) if row else None
+        self._known[name] = found
+        return found
 
     def all(self) -> list[TargetType]:
         rows = self.connection.execute(sa.select(t.target_types).order_by(t.target_types.c.name))
@@ -291,25 +300,46 @@ class SqlProcessedEvents:
 
 
 class SqlTenureCopies:
+    """Tenure copies; what this unit of work locked or wrote is remembered, not read again."""
+
     def __init__(self, connection: sa.Connection) -> None:
         self.connection = connection
+        # Read FOR UPDATE or written in this transaction: the current value (None: no row).
+        self._held: dict[UUID, TenureRecord | None] = {}
 
     def get(self, tenure_id: UUID, *, for_update: bool = False) -> TenureRecord | None:
+        if tenure_id in self._held:
+            return _copy_record(self._held[tenure_id])
         query = sa.select(t.tenure_copies).where(t.tenure_copies.c.tenure_id == tenure_id)
         if for_update:
             query = query.with_for_update()
         row = self.connection.execute(query).first()
-        if row is None:
-            return None
-        return TenureRecord(row.tenure_id, dict(row.data), dict(row.stamps), bool(row.complete))
+        record = (
+            None if row is None else TenureRecord(row.tenure_id, dict(row.data), dict(row.stamps), bool(row.complete))
+        )
+        if for_update:
+            self._held[tenure_id] = _copy_record(record)
+        return record
 
     def save(self, record: TenureRecord, at: datetime) -> None:
         values = {"data": record.data, "stamps": record.stamps, "complete": record.complete, "updated_at": at}
-        updated = self.connection.execute(
-            t.tenure_copies.update().where(t.tenure_copies.c.tenure_id == record.tenure_id).values(values)
-        )
-        if updated.rowcount == 0:
-            self.connection.execute(t.tenure_copies.insert().values(tenure_id=record.tenure_id, **values))
+        known = record.tenure_id in self._held
+        if known and self._held[record.tenure_id] is None:
+            self.connection.execute(t.tenure_copies.insert(), {"tenure_id": record.tenure_id, **values})
+        else:
+            updated = self.connection.execute(
+                t.tenure_copies.update().where(t.tenure_copies.c.tenure_id == record.tenure_id).values(values)
+            )
+            if updated.rowcount == 0:
+                self.connection.execute(t.tenure_copies.insert(), {"tenure_id": record.tenure_id, **values})
+        self._held[record.tenure_id] = _copy_record(record)
+
+
+def _copy_record(record: TenureRecord | None) -> TenureRecord | None:
+    """A copy a caller may merge into without changing the remembered one."""
+    if record is None:
+        return None
+    return TenureRecord(record.tenure_id, dict(record.data), dict(record.stamps), record.complete)
 
 
 INTERIM_FIELDS = (
@@ -337,6 +367,8 @@ def interim_from_row(row: sa.Row[Any]) -> InterimRow:
 class SqlInterimRows:
     def __init__(self, connection: sa.Connection) -> None:
         self.connection = connection
+        # Rows written in this transaction, by account: read back without a query.
+        self._saved: dict[UUID, InterimRow] = {}
 
     def get(self, payment_ref: str) -> InterimRow | None:
         row = self.connection.execute(
@@ -345,6 +377,8 @@ class SqlInterimRows:
         return interim_from_row(row) if row else None
 
     def by_account(self, account_id: UUID) -> InterimRow | None:
+        if account_id in self._saved:
+            return self._saved[account_id]
         row = self.connection.execute(
             sa.select(t.interim_rows).where(t.interim_rows.c.account_id == account_id)
         ).first()
@@ -354,8 +388,9 @@ class SqlInterimRows:
         values = {name: getattr(row, name) for name in INTERIM_FIELDS}
         if previous is None:
             self.connection.execute(
-                t.interim_rows.insert().values(account_id=account_id, version=1, updated_at=at, **values)
+                t.interim_rows.insert(), {"account_id": account_id, "version": 1, "updated_at": at, **values}
             )
+            self._saved[account_id] = row
             return 1
         version = self.connection.execute(
             t.interim_rows.update()
@@ -363,10 +398,25 @@ class SqlInterimRows:
             .values(version=t.interim_rows.c.version + 1, updated_at=at, **values)
             .returning(t.interim_rows.c.version)
         ).scalar_one()
+        self._saved[account_id] = row
         return int(version)
 
     def mark_pending(self, sinks: Sequence[str], payment_ref: str, version: int) -> None:
         pending = t.interim_pending
+        if not sinks:
+            return
+        dialect = self.connection.dialect.name
+        if dialect in ("sqlite", "postgresql"):
+            # One statement for every sink: insert, or move an existing entry to this version.
+            module = sqlite_dml if dialect == "sqlite" else postgresql_dml
+            insert = module.insert(pending)
+            upsert = insert.on_conflict_do_update(
+                index_elements=[pending.c.sink, pending.c.payment_ref], set_={"version": insert.excluded.version}
+            )
+            self.connection.execute(
+                upsert.values([{"sink": sink, "payment_ref": payment_ref, "version": version} for sink in sinks])
+            )
+            return
         for sink in sinks:
             updated = self.connection.execute(
                 pending.update()
