@@ -141,6 +141,32 @@ class TenureEventHandler:
                 log.info("event %s lost a race; retrying (attempt %d)", event.id, attempt)
         raise AssertionError("unreachable")
 
+    def handle_many(self, events: Sequence[EventEnvelope]) -> list[Outcome | Exception]:
+        """Apply several events in one transaction, each in a savepoint of its own.
+
+        An event that fails is undone alone and its error stands in its place in the
+        result; the caller gives it the one-by-one treatment (`handle`, which also asks
+        the Tenure API about unseen tenures). The others commit together, each with its
+        processed-event record, so exactly once holds as for `handle`. An error raised
+        here (the commit, the database) means nothing was applied.
+        """
+        results: list[Outcome | Exception] = []
+        with self.uow_factory() as uow:
+            for event in events:
+                if event.event_type not in TENURE_EVENT_TYPES:
+                    results.append(Outcome(False, f"unknown event type {event.event_type}: skipped"))
+                    continue
+                try:
+                    fields = changed_fields(event)
+                    with uow.savepoint():
+                        results.append(self._apply(uow, event, fields, None))
+                except TransientError:
+                    raise  # the database itself: the whole batch goes one by one
+                except Exception as error:
+                    results.append(error)
+            uow.commit()
+        return results
+
     def _fetch_if_unseen(self, event: EventEnvelope) -> dict[str, Any] | None:
         """For an update about a tenure never seen: the whole tenure from the Tenure API, if configured."""
         if event.event_type == TENURE_CREATED or self.tenure_source is None:

@@ -7,6 +7,7 @@ them with SQLAlchemy for SQLite and PostgreSQL alike.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -154,3 +155,6 @@ class UnitOfWork(Protocol):
 
     def commit(self) -> None:
         """Commit; ConcurrencyConflict when a uniqueness rule was raced by another transaction."""
+
+    def savepoint(self) -> AbstractContextManager[None]:
+        """A nested transaction: an exception inside undoes only what was done inside, then propagates."""

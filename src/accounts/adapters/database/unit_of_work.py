@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from types import TracebackType
 
 import sqlalchemy as sa
@@ -100,3 +102,26 @@ class SqlAlchemyUnitOfWork:
             self.transaction.commit()
         except exc.DBAPIError as error:
             raise translate(error) from error
+
+    @contextlib.contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """SAVEPOINT ... RELEASE; on an exception ROLLBACK TO it, forgetting what the repositories remember."""
+        try:
+            nested = self.connection.begin_nested()
+        except exc.DBAPIError as error:
+            raise translate(error) from error
+        try:
+            yield
+            nested.commit()
+        except BaseException as error:
+            if nested.is_active:
+                with contextlib.suppress(exc.DBAPIError):
+                    nested.rollback()
+            # What the repositories remember of this transaction may be what was just undone.
+            self.tenures = SqlTenureCopies(self.connection)
+            self.interim = SqlInterimRows(self.connection)
+            if isinstance(error, exc.DBAPIError):
+                translated = translate(error)
+                if translated is not error:
+                    raise translated from error
+            raise
