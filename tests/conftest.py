@@ -185,3 +185,26 @@ def sqlite_application(sqlite_database: str, tmp_path: Path) -> Iterator[Applica
         yield app
     finally:
         app.close()
+
+
+@pytest.fixture
+def service_factory(tmp_path: Path) -> Iterator[object]:
+    """Run the service as real processes (`accounts serve`, `accounts worker`, the CLI) for one test.
+
+    `service_factory(database_url, broker_url, max_attempts=3, ...)` gives a
+    tests.fixtures.service.Service; keyword settings become ACCOUNTS_* variables.
+    Every process it started is killed when the test ends.
+    """
+    from tests.fixtures.service import Service
+
+    made: list[Service] = []
+
+    def make(database_url: str, broker_url: str = "embedded", **settings: object) -> Service:
+        environment = {f"ACCOUNTS_{key.upper()}": str(value) for key, value in settings.items()}
+        service = Service(tmp_path, database_url, broker_url, environment, port=free_port())
+        made.append(service)
+        return service
+
+    yield make
+    for service in made:
+        service.stop_all()
