@@ -291,3 +291,17 @@ def test_a_token_lives_only_as_long_as_it_says(api: Api) -> None:
     time.sleep(2.1)  # also past the verifier's cache of good tokens
     response = api.client.get("/api/v1/target-types", headers={"Authorization": f"Bearer {token}"})
     assert_problem(response, 401, "expired")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/v1/accounts",
+        "/api/v1/accounts?targetId=nope&accountType=Rent",
+        "/api/v1/accounts/arrears?type=Rent&resultsCount=-1",
+        "/api/v1/accounts/nope",
+    ],
+)
+def test_without_a_token_even_a_malformed_request_learns_only_that_it_needs_one(api: Api, url: str) -> None:
+    assert_problem(api.client.get(url), 401, "bearer token is required")
+    assert_problem(api.client.get(url, headers={"Authorization": f"Bearer {api.stranger_token}"}), 403)

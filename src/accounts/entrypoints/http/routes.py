@@ -10,7 +10,7 @@ from uuid import UUID
 
 import orjson
 import pydantic
-from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from starlette.responses import Response
 
 from accounts.domain.account import Account, AccountType, Actor, etag, to_wire
@@ -152,6 +152,12 @@ def any_case(*words: str) -> str:
     return f"^({'|'.join(spelled)})$"
 
 
+def authorise_read(request: Request) -> None:
+    """As a route dependency: the token is checked before the query parameters are."""
+    settings = request.app.state.application.settings
+    request.app.state.verifier.authorise(request.headers.get("authorization"), settings.read_groups, "read accounts")
+
+
 def build_router() -> APIRouter:
     router = APIRouter(prefix="/api/v1")
 
@@ -178,6 +184,7 @@ def build_router() -> APIRouter:
         response_model=AccountList,
         responses=problem_responses(400, 401, 403, 503),
         summary="The accounts of a target (a tenure)",
+        dependencies=[Depends(authorise_read)],
     )
     def find_accounts(
         request: Request,
@@ -185,7 +192,6 @@ def build_router() -> APIRouter:
         accountType: Annotated[AccountType | None, Query()] = None,
         type: Annotated[AccountType | None, Query(description="Alias of accountType")] = None,
     ) -> Response:
-        reader(request)
         if not targetId:
             raise ApiProblem(400, "targetId is required", [{"name": "targetId", "reason": "is required"}])
         target = parse_uuid(targetId, "targetId")
@@ -196,6 +202,7 @@ def build_router() -> APIRouter:
         response_model=AccountList,
         responses=problem_responses(400, 401, 403, 503),
         summary="Accounts in arrears, by their target type's polarity",
+        dependencies=[Depends(authorise_read)],
     )
     def arrears(
         request: Request,
@@ -227,7 +234,6 @@ def build_router() -> APIRouter:
             ),
         ] = None,
     ) -> Response:
-        reader(request)
         settings = services(request).settings
         order = (direction or "desc").lower()
         if order not in ("asc", "desc"):
