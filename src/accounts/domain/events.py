@@ -86,6 +86,8 @@ def parse_envelope(body: bytes | str | dict[str, Any]) -> EventEnvelope:
             raw = json.loads(body)
         except (ValueError, UnicodeDecodeError) as error:
             raise MalformedEvent(f"body is not JSON: {error}") from None
+        except RecursionError:
+            raise MalformedEvent("body is not JSON this listener can read: nested too deeply") from None
     if not isinstance(raw, dict):
         raise MalformedEvent("body is not a JSON object")
     try:

@@ -50,7 +50,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # Errors that no retry can mend: the event goes straight to the dead-letter store.
-PERMANENT = (MalformedEvent, DomainError, AccountConflict)
+# (UnicodeEncodeError: text no database can store, such as a lone surrogate escaped in the JSON.)
+PERMANENT = (MalformedEvent, DomainError, AccountConflict, UnicodeEncodeError)
 DEAD_LETTER_SOURCE = "tenure-events"
 # How often a slow message's wait lets the broker connection do its housekeeping (heartbeats),
 # unless the adapter says otherwise (`keepalive_interval`): well inside any heartbeat timeout.
@@ -255,7 +256,7 @@ def _identify(body: bytes) -> tuple[str | None, str | None]:
     """Best-effort id and type of an event, for the dead-letter listing."""
     try:
         raw = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None, None
     if not isinstance(raw, dict):
         return None, None

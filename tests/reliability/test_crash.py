@@ -1,0 +1,119 @@
+"""Fault item 1: the worker SIGKILLed at random moments while it drains, and restarted each time.
+
+5,000 tenure events are published; the real `accounts worker` process is killed at
+least five times at random moments of its drain (mid-batch, mid-relay, mid-workbook)
+and started again, as a supervisor would. Afterwards nothing is lost and nothing is
+doubled: one account per tenure, as in-order delivery gives it; one workbook row and
+one interim database row per account; every account event published; and
+`accounts interim reconcile` agrees. On the embedded default (SQLite) and on
+PostgreSQL + RabbitMQ.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+import pytest
+
+from tests.fixtures.tenures import TenureStory, realistic_stories
+from tests.reliability.harness import (
+    AccountEventTap,
+    Deployment,
+    Figures,
+    check_books,
+    record_figures,
+    story_items,
+    wait_until,
+)
+
+EVENTS = 5000
+KILLS = 5
+
+
+def stories_with_events(total: int, seed: int) -> list[TenureStory]:
+    """Realistic tenure stories with exactly `total` events between them."""
+    chosen: list[TenureStory] = []
+    remaining = total
+    for tale in realistic_stories(int(total / 2) + 50, seed=seed):
+        if len(tale.events) <= remaining:
+            chosen.append(tale)
+            remaining -= len(tale.events)
+        if remaining == 0:
+            return chosen
+    raise AssertionError(f"could not make {total} events")
+
+
+def crash_while_draining(
+    deployment: Deployment, expected: int, rng: random.Random, kills: int = KILLS, timeout: float = 240
+) -> int:
+    """Start the worker, SIGKILL it at a random moment once it is draining; `kills` times. Returns the kills."""
+    done = 0
+    deadline = time.monotonic() + timeout
+    while done < kills:
+        assert time.monotonic() < deadline, f"only {done} kill(s) in {timeout}s\n{deployment.logs()}"
+        worker = deployment.start_worker()
+        before = deployment.processed()
+        # Wait until this worker is visibly draining, then kill it at a random moment.
+        wait_until(
+            lambda w=worker, b=before: deployment.processed() > b or not w.alive(),
+            60,
+            "the restarted worker to make progress",
+        )
+        assert worker.alive(), f"the worker exited by itself:\n{worker.output()[-3000:]}"
+        time.sleep(rng.uniform(0.0, 1.2))
+        progress = deployment.processed()
+        assert progress < expected, (
+            f"the drain finished after {done} kill(s): make it longer or kill sooner "
+            f"({progress} of {expected} processed)"
+        )
+        worker.kill()
+        done += 1
+    return done
+
+
+def finish(deployment: Deployment, expected: int, timeout: float = 240) -> None:
+    worker = deployment.start_worker()
+    try:
+        wait_until(lambda: deployment.settled(expected), timeout, "the last worker to finish the drain", pause=0.25)
+    except AssertionError as error:
+        raise AssertionError(f"{error}\n{deployment.logs()}") from None
+    assert worker.terminate() == 0, worker.output()[-3000:]
+
+
+def run_crash_test(deployment: Deployment, seed: int, tap: AccountEventTap | None = None) -> Figures:
+    rng = random.Random(seed)
+    stories = stories_with_events(EVENTS, seed)
+    events = story_items(stories, rng)
+    assert len(events) == EVENTS
+    deployment.migrate()
+    started = time.monotonic()
+    deployment.publish_events(events)
+    kills = crash_while_draining(deployment, len(events), rng)
+    finish(deployment, len(events))
+    figures = Figures(events=len(events), kills=kills, seconds=round(time.monotonic() - started, 1))
+    return check_books(deployment, stories, events, figures, tap=tap)
+
+
+@pytest.mark.slow
+def test_sigkilled_worker_on_the_embedded_default_loses_and_doubles_nothing(embedded_deployment: Deployment) -> None:
+    figures = run_crash_test(embedded_deployment, seed=1101)
+    record_figures("crash/embedded", figures)
+    assert figures.kills >= KILLS and figures.lost == 0 and figures.duplicated == 0
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.rabbitmq
+def test_sigkilled_worker_on_postgresql_and_rabbitmq_loses_and_doubles_nothing(
+    server_deployment: Deployment, rabbitmq_url: str
+) -> None:
+    from tests.conftest import unique
+
+    tap = AccountEventTap(rabbitmq_url, server_deployment.names["accounts_exchange"], unique("reliability_tap"))
+    try:
+        figures = run_crash_test(server_deployment, seed=1102, tap=tap)
+    finally:
+        tap.close()
+    record_figures("crash/postgresql+rabbitmq", figures)
+    assert figures.kills >= KILLS and figures.lost == 0 and figures.duplicated == 0
