@@ -33,7 +33,7 @@ from accounts.adapters.database.engine import create_engine, is_sqlite
 from accounts.bootstrap import Application, bootstrap, build_broker
 from accounts.service.ports import TENURE_TOPIC, MessageBroker
 from accounts.settings import Settings
-from bench.seed import fresh_database
+from bench.seed import fresh_database, seed_tenure_accounts
 from bench.servers import LOG_LEVEL, MemoryWatch, python_env
 
 PUBLISH_CHUNK = 1000
@@ -389,17 +389,9 @@ class ListenerRun:
     publish_seconds: float
     drain: DrainResult
     ceiling: CeilingResult
-    naive_seconds: float | None = None
 
 
-def run(
-    tenures: int,
-    work: Path,
-    database_url: str | None,
-    broker_url: str | None,
-    *,
-    workbook_checks: bool = False,
-) -> ListenerRun:
+def run(tenures: int, work: Path, database_url: str | None, broker_url: str | None) -> ListenerRun:
     """Publish `tenures` creates and as many updates, then drain them through a worker process."""
     name = f"listener-{tenures}"
     rabbit = bool(broker_url and broker_url.startswith("amqp"))
@@ -414,11 +406,9 @@ def run(
         tenures=tenures,
         queue_suffix=suffix,
         interim_database_url=interim_url,
-        rebuild=workbook_checks,
     )
     Path(spec.work, f"{name}.xlsx").unlink(missing_ok=True)
-    creates, updates, probe = make_events(tenures)
-    spec.probe = probe if workbook_checks else None
+    creates, updates, _ = make_events(tenures)
     bodies = [
         (json.dumps(envelope).encode(), str(envelope["entityId"]), str(envelope["id"]))
         for envelope in creates + updates
@@ -458,8 +448,50 @@ def run(
     finally:
         if rabbit:
             _delete_rabbit_topology(broker_url or "", settings)
-    naive = naive_workbook_update(Path(spec.work) / f"{name}.xlsx", work) if workbook_checks else None
-    return ListenerRun(tenures, publish_seconds, drained, broker_ceiling, naive)
+    return ListenerRun(tenures, publish_seconds, drained, broker_ceiling)
+
+
+@dataclass
+class WorkbookRun:
+    rows: int
+    seed_seconds: float
+    drain: DrainResult  # no events: seconds_end_to_end is the worker's first whole write
+    naive_seconds: float
+
+
+def workbook(rows: int, work: Path, database_url: str | None, broker_url: str | None) -> WorkbookRun:
+    """Item 5: a database holding `rows` tenure accounts; a worker writes the workbook, then one update
+    at a time reaches it; then a full rebuild; then the naive peer on the same file."""
+    name = f"workbook-{rows}"
+    rabbit = bool(broker_url and broker_url.startswith("amqp"))
+    url = database_url if database_url and not is_sqlite(database_url) else f"sqlite:///{work / name}.db"
+    interim_url = f"sqlite:///{work / name}-interim.db" if database_sink_available() else None
+    spec = Spec(
+        name=name,
+        work=str(work),
+        database_url=url,
+        broker_url=broker_url or "embedded",
+        tenures=0,
+        queue_suffix=uuid.uuid4().hex[:10] if rabbit else "",
+        interim_database_url=interim_url,
+        rebuild=True,
+    )
+    Path(spec.work, f"{name}.xlsx").unlink(missing_ok=True)
+    if interim_url:
+        Path(work / f"{name}-interim.db").unlink(missing_ok=True)
+    creates, _, probe = make_events(rows)
+    spec.probe = probe
+    started = time.perf_counter()
+    seed_tenure_accounts(url, creates)
+    seed_seconds = time.perf_counter() - started
+    del creates
+    try:
+        drained = DrainResult(**_child("drain", spec))
+    finally:
+        if rabbit:
+            _delete_rabbit_topology(broker_url or "", settings_for(spec))
+    naive = naive_workbook_update(Path(spec.work) / f"{name}.xlsx", work)
+    return WorkbookRun(rows, seed_seconds, drained, naive)
 
 
 def naive_workbook_update(path: Path, work: Path) -> float:

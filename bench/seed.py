@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
@@ -219,3 +220,69 @@ def scratch_copy(seeded: Seeded, work: Path, name: str) -> str:
     dst.close()
     shutil.copymode(source, target)
     return f"sqlite:///{target}"
+
+
+def seed_tenure_accounts(url: str, creates: list[dict[str, Any]]) -> None:
+    """What the listener leaves after these TenureCreatedEvents, written in bulk into a fresh database.
+
+    Each tenure gets its tenure copy, its Master account (built by the domain from the
+    copy, as the listener builds it) and its interim row; the sinks are not registered,
+    so a worker starting on it queues every row for them, as for a newly enabled sink.
+    """
+    from accounts.adapters.database.repositories import INTERIM_FIELDS
+    from accounts.domain.interim import interim_row
+    from accounts.domain.tenure import RentGroupMap, TenureRecord
+
+    fresh_database(url)
+    tenure_type = next(target for target in DEFAULT_TARGET_TYPES if target.name == "Tenure")
+    rent_groups = RentGroupMap.default()
+    at = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        for start in range(0, len(creates), CHUNK):
+            copies, accounts_, rows = [], [], []
+            for index, envelope in enumerate(creates[start : start + CHUNK], start=start):
+                moment = datetime.fromisoformat(envelope["dateTime"].replace("Z", "+00:00"))
+                record = TenureRecord(uuid.UUID(envelope["entityId"]))
+                record.merge(envelope["eventData"]["newData"], moment, whole=True)
+                account = Account(
+                    id=uuid.UUID(int=random.Random(index).getrandbits(128), version=4),
+                    target_type="Tenure",
+                    target_id=record.tenure_id,
+                    account_type=AccountType.MASTER,
+                    payment_reference=payment_reference.from_serial(payment_reference.FIRST_SERIAL + index),
+                    created_by=BENCH_USER,
+                    created_at=at,
+                    last_updated_by=BENCH_USER,
+                    last_updated_at=at,
+                    agreement_type="Master Account",
+                    **record.account_fields(rent_groups, at.date()),
+                )
+                copies.append(
+                    {
+                        "tenure_id": record.tenure_id,
+                        "data": record.data,
+                        "stamps": record.stamps,
+                        "complete": record.complete,
+                        "updated_at": at,
+                    }
+                )
+                accounts_.append(account_values(account, tenure_type.amount_owed(account.account_balance)))
+                row = interim_row(account, record)
+                rows.append(
+                    {
+                        "account_id": account.id,
+                        "version": 1,
+                        "updated_at": at,
+                        **{name: getattr(row, name) for name in INTERIM_FIELDS},
+                    }
+                )
+            connection.execute(t.tenure_copies.insert(), copies)
+            connection.execute(t.accounts.insert(), accounts_)
+            connection.execute(t.interim_rows.insert(), rows)
+        connection.execute(
+            t.payment_reference_counter.update()
+            .where(t.payment_reference_counter.c.name == PRN_COUNTER)
+            .values(next_serial=payment_reference.FIRST_SERIAL + len(creates))
+        )
+    engine.dispose()
