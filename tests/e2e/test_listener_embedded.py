@@ -43,7 +43,7 @@ def drained(service: Service, events: list[dict]) -> bool:
 
 def test_published_events_become_accounts_on_the_api(service_factory, tmp_path: Path) -> None:
     service: Service = service_factory(sqlite_url(tmp_path))
-    service.serve()
+    server = service.serve()
     demo = sample_stories()
     others = realistic_stories(30, seed=101)
     posted = [story(random.Random(102)).moved_to("2 Dalston Lane, London E8 3AZ"), story(random.Random(103))]
@@ -76,6 +76,11 @@ def test_published_events_become_accounts_on_the_api(service_factory, tmp_path: 
     assert sorted(letter["body"].encode() for letter in letters) == sorted(body for _, body, _ in bad)
     for letter in letters:
         assert letter["attempts"] == 1 and letter["reason"].startswith("MalformedEvent")
+
+    server.signal(signal.SIGTERM)  # API and listener stop together, the listener's batch finished
+    assert server.wait(30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once shut down
+    output = server.output()
+    assert "listener stopped" in output and output.index("listener stopped") < output.index("Finished server")
 
 
 def test_dead_letters_are_listed_and_replayed(service_factory, tmp_path: Path) -> None:

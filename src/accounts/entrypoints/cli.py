@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import logging
@@ -78,6 +79,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     if settings.run_worker_in_serve and not args.no_worker:
         worker = Worker(application)
         worker.start()
+        _stop_with_the_app(app, worker)
     if settings.environment != "production" and settings.jwt_secret == DEV_JWT_SECRET:
         token = mint_token(
             settings,
@@ -99,6 +101,23 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             worker.shutdown()
         application.close()
     return 0
+
+
+def _stop_with_the_app(app: Any, worker: Any) -> None:
+    """Stop the worker (finishing its batch in hand) as part of the app's shutdown.
+
+    On SIGTERM uvicorn shuts the app down and then raises the signal again, which ends the
+    process before any `finally` after `uvicorn.run` could stop the worker.
+    """
+    inner = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(application: Any) -> Any:
+        async with inner(application) as state:
+            yield state
+        await asyncio.to_thread(worker.shutdown)
+
+    app.router.lifespan_context = lifespan
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
