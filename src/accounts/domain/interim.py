@@ -8,11 +8,14 @@ group. Built from the account and, where the listener holds one, the tenure copy
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
+from uuid import UUID
 
-from accounts.domain.account import Account, AccountType, RentGroupType
+from accounts.domain.account import Account, AccountType, RentGroupType, tenure_to_wire
+from accounts.domain.errors import ValidationProblem
 from accounts.domain.tenure import TenureRecord, parse_date
 
 HEADERS = (
@@ -49,6 +52,20 @@ SHEET_TABS = (*tuple(group.value for group in SHEET_RENT_GROUPS), UNMAPPED_TAB)
 DATE_FORMAT = "%d/%m/%Y"  # dd/MM/yyyy
 
 TITLES = {"MR", "MRS", "MS", "MISS", "MX", "DR", "REV", "PROF", "SIR", "LADY", "LORD", "DAME"}
+SURNAME_PARTICLES = {"da", "de", "del", "della", "der", "di", "dos", "du", "la", "le", "van", "von"}
+# The longest text each column takes: what fits both the sync table and the interim database.
+TEXT_LIMITS = {
+    "tenure": 20,
+    "property_ref": 20,
+    "short_address": 200,
+    "address": 500,
+    "post_code": 10,
+    "title": 20,
+    "forename": 100,
+    "surname": 100,
+}
+_NO_ID = UUID(int=0)  # a tenure copy read for its data alone
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _POSTCODE = re.compile(r"[,\s]*\b([A-Z]{1,2}[0-9][A-Z0-9]?)\s*([0-9][A-Z]{2})\s*$", re.IGNORECASE)
 
 
@@ -97,8 +114,9 @@ def format_date(value: date | None) -> str:
     return f"{value.day:02}/{value.month:02}/{value.year:04}" if value else ""
 
 
-def tab_for(rent_group: RentGroupType | None) -> str:
-    return rent_group.value if rent_group in SHEET_RENT_GROUPS else UNMAPPED_TAB
+def tab_for(rent_group: str | None) -> str:
+    """The rent group's tab (a RentGroupType is a str too), or the tab for those without one."""
+    return str(rent_group) if rent_group in SHEET_RENT_GROUPS else UNMAPPED_TAB
 
 
 def split_name(full_name: str) -> tuple[str, str, str]:
@@ -109,7 +127,11 @@ def split_name(full_name: str) -> tuple[str, str, str]:
         title = parts.pop(0).rstrip(".")
     if not parts:
         return title, "", ""
-    return title, " ".join(parts[:-1]), parts[-1]
+    # A surname may start with a particle: "Grace Da Silva", "Jan van der Berg".
+    start = len(parts) - 1
+    while start > 1 and parts[start - 1].lower() in SURNAME_PARTICLES:
+        start -= 1
+    return title, " ".join(parts[:start]), " ".join(parts[start:])
 
 
 def split_address(full_address: str) -> tuple[str, str, str]:
@@ -130,31 +152,93 @@ def is_interim_account(account: Account) -> bool:
 
 
 def interim_row(account: Account, tenure: TenureRecord | None) -> InterimRow:
-    tenure_copy = account.tenure
-    tenure_type = tenure_copy.tenure_type.code if tenure_copy and tenure_copy.tenure_type else ""
-    full_address = (tenure_copy.full_address if tenure_copy else None) or ""
-    person_name = tenure_copy.primary_tenants[0].full_name if tenure_copy and tenure_copy.primary_tenants else ""
-    property_ref = ""
-    date_of_birth = None
-    if tenure is not None:
-        property_ref = str(tenure.asset.get("propertyReference") or "")
-        responsible = tenure.responsible_members
-        if responsible:
-            date_of_birth = parse_date(responsible[0].get("dateOfBirth"), "dateOfBirth")
-    short_address, address, post_code = split_address(full_address)
-    title, forename, surname = split_name(person_name)
-    return InterimRow(
-        payment_ref=account.payment_reference,
-        rent_group=tab_for(account.rent_group_type),
-        tenure=tenure_type,
-        start_date=account.start_date.date() if account.start_date else None,
-        end_date=account.end_date.date() if account.end_date else None,
-        property_ref=property_ref,
-        short_address=short_address,
-        address=address,
-        post_code=post_code,
-        title=title,
-        forename=forename,
-        surname=surname,
-        date_of_birth=date_of_birth,
+    """The account's row; `tenure` is the listener's copy of its tenure, when it has one."""
+    return interim_row_from(
+        account.payment_reference,
+        account.rent_group_type,
+        account.start_date,
+        account.end_date,
+        tenure_to_wire(account.tenure),
+        tenure.data if tenure is not None else None,
     )
+
+
+def interim_row_from(
+    payment_reference: str,
+    rent_group_type: str | None,
+    start_date: datetime | None,
+    end_date: datetime | None,
+    account_tenure: Mapping[str, Any] | None,
+    tenure_data: Mapping[str, Any] | None,
+) -> InterimRow:
+    """The row from the account's stored values: its `tenure` in wire form, and the tenure copy's data.
+
+    The one place the row is worked out; reconciling 100,000 accounts builds rows from
+    the stored values straight away, without making an `Account` of each.
+    """
+    account_tenure = account_tenure or {}
+    tenure_type = account_tenure.get("tenureType") or {}
+    full_address = account_tenure.get("fullAddress") or ""
+    tenants = account_tenure.get("primaryTenants") or []
+    first_tenant = tenants[0] if tenants else {}
+    person_name = str(first_tenant.get("fullName") or "")
+    property_ref = ""
+    member: Mapping[str, Any] = {}
+    if tenure_data is not None:
+        record = TenureRecord(_NO_ID, dict(tenure_data))
+        property_ref = str(record.asset.get("propertyReference") or "")
+        if first_tenant:
+            # The same person as the name: the responsible member with the primary tenant's id.
+            wanted = str(first_tenant.get("id") or "").lower()
+            member = next((m for m in record.responsible_members if str(m.get("id", "")).lower() == wanted), {})
+    short_address, address, post_code = split_address(str(full_address))
+    if member.get("type") == "Organisation":
+        title, forename, surname = "", "", " ".join(person_name.split())
+    else:
+        title, forename, surname = split_name(person_name)
+    return InterimRow(
+        payment_ref=payment_reference,
+        rent_group=tab_for(rent_group_type),
+        tenure=_fit(str(tenure_type.get("code") or ""), "tenure"),
+        start_date=_utc_date(start_date),
+        end_date=_utc_date(end_date),
+        property_ref=_fit(property_ref, "property_ref"),
+        short_address=_fit(short_address, "short_address"),
+        address=_fit(address, "address"),
+        post_code=_fit(post_code, "post_code"),
+        title=_fit(title, "title"),
+        forename=_fit(forename, "forename"),
+        surname=_fit(surname, "surname"),
+        date_of_birth=_date_of_birth(member.get("dateOfBirth")),
+    )
+
+
+def _utc_date(value: datetime | None) -> date | None:
+    """The UTC day of a stored timestamp (naive ones are UTC already)."""
+    if value is None:
+        return None
+    return (value.astimezone(UTC) if value.tzinfo is not None else value).date()
+
+
+def _fit(value: str, name: str) -> str:
+    """Text both the sync table and the interim database can hold: no control characters, cut to size.
+
+    A value too long or unstorable there would fail the account change (PostgreSQL
+    refuses NUL and over-long text) or hold up every row of the sink's batch.
+    """
+    if not value:
+        return ""
+    if not value.isprintable():  # rare: the check is a fast pass for the common case
+        value = _CONTROL.sub("", value)
+    limit = TEXT_LIMITS[name]
+    if len(value) > limit or value[:1].isspace() or value[-1:].isspace():
+        value = value.strip()[:limit].rstrip()
+    return value
+
+
+def _date_of_birth(value: Any) -> date | None:
+    """The member's date of birth; blank when missing or not a date (never fails the change)."""
+    try:
+        return parse_date(value, "dateOfBirth")
+    except ValidationProblem:
+        return None
