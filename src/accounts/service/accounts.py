@@ -325,13 +325,24 @@ def _record(
 def sync_interim_row(uow: UnitOfWork, account: Account, at: datetime, interim_sinks: Sequence[str]) -> None:
     """Keep the account's tenancy-agreement row, and tell each sink when it changed."""
     if not is_interim_account(account):
+        # No longer a tenure Master account (its type was changed): its row leaves every sink.
+        removed = uow.interim.remove(account.id)
+        if removed is not None:
+            uow.interim.mark_pending(_owed(uow, interim_sinks), *removed)
         return
     previous = uow.interim.by_account(account.id)
     row = interim_row(account, uow.tenures.get(account.target_id))
     if row == previous:
         return
     version = uow.interim.save(account.id, row, previous, at)
-    uow.interim.mark_pending(interim_sinks, row.payment_ref, version)
+    sinks = _owed(uow, interim_sinks)
+    uow.interim.mark_pending(sinks, row.payment_ref, version)
     if previous is not None and previous.payment_ref != row.payment_ref:
         # The old key's row must disappear from the sinks too.
-        uow.interim.mark_pending(interim_sinks, previous.payment_ref, version)
+        uow.interim.mark_pending(sinks, previous.payment_ref, version)
+
+
+def _owed(uow: UnitOfWork, interim_sinks: Sequence[str]) -> list[str]:
+    """Every sink ever enabled, not only those configured in this process: a sink switched
+    off for a while, or configured only in another process, misses no change."""
+    return list(dict.fromkeys([*interim_sinks, *uow.interim.registered_sinks()]))

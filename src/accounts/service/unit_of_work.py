@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from types import TracebackType
-from typing import Protocol
+from typing import Any, Protocol
 from uuid import UUID
 
 from accounts.domain.account import Account, AccountType
@@ -39,6 +39,13 @@ class DeadLetter:
     replayed_at: datetime | None
 
 
+# (account id, payment reference, rent group, start date, end date, the account's tenure in wire
+# form, the listener's tenure copy data): what `domain.interim.interim_row_from` takes.
+InterimValues = tuple[
+    UUID, str, str | None, datetime | None, datetime | None, dict[str, Any] | None, dict[str, Any] | None
+]
+
+
 class AccountRepository(Protocol):
     def get(self, account_id: UUID, *, for_update: bool = False) -> Account | None:
         """The current version; `for_update` holds it (PostgreSQL row lock) until the transaction ends."""
@@ -56,6 +63,9 @@ class AccountRepository(Protocol):
 
     def interim_sources(self) -> Iterator[tuple[Account, TenureRecord | None]]:
         """Every tenure Master account with the listener's tenure copy, if any."""
+
+    def interim_values(self) -> Iterator[InterimValues]:
+        """The same as stored values (see InterimValues), without making an Account of each."""
 
 
 class TargetTypeRepository(Protocol):
@@ -118,6 +128,13 @@ class InterimRows(Protocol):
 
     def queue_everything(self, sink: str) -> int: ...
     def note_delivery(self, sink: str, at: datetime, error: str | None) -> None: ...
+
+    def remove(self, account_id: UUID) -> tuple[str, int] | None:
+        """Delete the account's row: (its payment ref, the version its removal counts as), or None."""
+
+    def registered_sinks(self) -> list[str]: ...
+    def account_ids(self) -> dict[str, UUID]: ...
+    def count_pending(self, sink: str) -> int: ...
 
 
 class DeadLetters(Protocol):
