@@ -73,6 +73,12 @@ class ApiProblem(Exception):
         self.headers = headers or {}
 
 
+# A problem names at most this many fields and says at most this much: a body of thousands of
+# unknown fields must not earn an answer many times its own size (2 MB for a 256 KB body).
+MAX_INVALID_PARAMS = 25
+MAX_DETAIL_CHARS = 2000
+
+
 def problem_response(
     status: int,
     detail: str,
@@ -81,6 +87,11 @@ def problem_response(
     invalid_params: list[dict[str, str]] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
+    if invalid_params and len(invalid_params) > MAX_INVALID_PARAMS:
+        detail = f"{len(invalid_params)} problems, the first {MAX_INVALID_PARAMS} named: {detail}"
+        invalid_params = invalid_params[:MAX_INVALID_PARAMS]
+    if len(detail) > MAX_DETAIL_CHARS:
+        detail = detail[: MAX_DETAIL_CHARS - 1] + "\u2026"
     body: dict[str, Any] = {
         "type": "about:blank",
         "title": TITLES.get(status, "Error"),
