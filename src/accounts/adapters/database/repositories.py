@@ -171,6 +171,26 @@ class SqlAccountRepository:
         query = query.order_by(order, t.accounts.c.id).limit(limit)
         return [account_from_row(row) for row in self.connection.execute(query)]
 
+    def interim_values(self) -> Iterator[InterimValues]:
+        """`interim_sources` as stored values: no `Account` made, for reconciling many thousands."""
+        a, copies = t.accounts, t.tenure_copies
+        query = (
+            sa.select(a.c.id, a.c.payment_reference, a.c.rent_group_type, a.c.start_date, a.c.end_date, a.c.tenure)
+            .add_columns(copies.c.data)
+            .select_from(a.outerjoin(copies, copies.c.tenure_id == a.c.target_id))
+            .where(a.c.target_type == "Tenure", a.c.account_type == AccountType.MASTER.value)
+        )
+        for row in self.connection.execute(query):
+            yield (
+                row.id,
+                row.payment_reference,
+                row.rent_group_type,
+                row.start_date,
+                row.end_date,
+                row.tenure,
+                row.data,
+            )
+
     def interim_sources(self) -> Iterator[tuple[Account, TenureRecord | None]]:
         copies = t.tenure_copies
         query = (
@@ -210,26 +230,6 @@ class SqlTargetTypeRepository:
 class SqlPaymentReferenceSerials:
     def __init__(self, connection: sa.Connection) -> None:
         self.connection = connection
-    def interim_values(self) -> Iterator[InterimValues]:
-        """`interim_sources` as stored values: no `Account` made, for reconciling many thousands."""
-        a, copies = t.accounts, t.tenure_copies
-        query = (
-            sa.select(a.c.id, a.c.payment_reference, a.c.rent_group_type, a.c.start_date, a.c.end_date, a.c.tenure)
-            .add_columns(copies.c.data)
-            .select_from(a.outerjoin(copies, copies.c.tenure_id == a.c.target_id))
-            .where(a.c.target_type == "Tenure", a.c.account_type == AccountType.MASTER.value)
-        )
-        for row in self.connection.execute(query):
-            yield (
-                row.id,
-                row.payment_reference,
-                row.rent_group_type,
-                row.start_date,
-                row.end_date,
-                row.tenure,
-                row.data,
-            )
-
 
     def next_serial(self) -> int:
         counter = t.payment_reference_counter
@@ -508,6 +508,29 @@ class SqlInterimRows:
             values["last_delivered_at"] = at
         self.connection.execute(t.interim_sinks.update().where(t.interim_sinks.c.sink == sink).values(values))
 
+    def remove(self, account_id: UUID) -> tuple[str, int] | None:
+        """Delete the account's row: (its payment ref, the version its removal counts as), or None."""
+        self._saved.pop(account_id, None)
+        rows = t.interim_rows
+        removed = self.connection.execute(
+            rows.delete().where(rows.c.account_id == account_id).returning(rows.c.payment_ref, rows.c.version)
+        ).first()
+        return None if removed is None else (removed.payment_ref, int(removed.version) + 1)
+
+    def registered_sinks(self) -> list[str]:
+        """Every sink ever enabled, configured here or not: each is owed every change."""
+        query = sa.select(t.interim_sinks.c.sink).order_by(t.interim_sinks.c.sink)
+        return list(self.connection.execute(query).scalars())
+
+    def account_ids(self) -> dict[str, UUID]:
+        """payment ref -> account id, for every row."""
+        query = sa.select(t.interim_rows.c.payment_ref, t.interim_rows.c.account_id)
+        return {row.payment_ref: row.account_id for row in self.connection.execute(query)}
+
+    def count_pending(self, sink: str) -> int:
+        query = sa.select(sa.func.count()).select_from(t.interim_pending).where(t.interim_pending.c.sink == sink)
+        return int(self.connection.execute(query).scalar_one())
+
 
 class SqlDeadLetters:
     def __init__(self, connection: sa.Connection) -> None:
@@ -534,29 +557,6 @@ class SqlDeadLetters:
                 event_type=event_type[:80] if event_type else None,
             )
         )
-    def remove(self, account_id: UUID) -> tuple[str, int] | None:
-        """Delete the account's row: (its payment ref, the version its removal counts as), or None."""
-        self._saved.pop(account_id, None)
-        rows = t.interim_rows
-        removed = self.connection.execute(
-            rows.delete().where(rows.c.account_id == account_id).returning(rows.c.payment_ref, rows.c.version)
-        ).first()
-        return None if removed is None else (removed.payment_ref, int(removed.version) + 1)
-
-    def registered_sinks(self) -> list[str]:
-        """Every sink ever enabled, configured here or not: each is owed every change."""
-        query = sa.select(t.interim_sinks.c.sink).order_by(t.interim_sinks.c.sink)
-        return list(self.connection.execute(query).scalars())
-
-    def account_ids(self) -> dict[str, UUID]:
-        """payment ref -> account id, for every row."""
-        query = sa.select(t.interim_rows.c.payment_ref, t.interim_rows.c.account_id)
-        return {row.payment_ref: row.account_id for row in self.connection.execute(query)}
-
-    def count_pending(self, sink: str) -> int:
-        query = sa.select(sa.func.count()).select_from(t.interim_pending).where(t.interim_pending.c.sink == sink)
-        return int(self.connection.execute(query).scalar_one())
-
 
     def list(self, include_replayed: bool = False) -> list[DeadLetter]:
         query = sa.select(t.dead_letters).order_by(t.dead_letters.c.id)
