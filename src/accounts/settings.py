@@ -22,7 +22,8 @@ DEV_JWT_SECRET = "dev-only-secret-change-me-0123456789abcdef"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ACCOUNTS_", extra="ignore")
+    # hide_input_in_errors: a configuration error must not print the settings it was given (secrets).
+    model_config = SettingsConfigDict(env_prefix="ACCOUNTS_", extra="ignore", hide_input_in_errors=True)
 
     environment: Literal["development", "test", "production"] = "development"
 
