@@ -165,8 +165,8 @@ def test_two_workers_compete_for_the_queue_on_postgresql(service_factory, postgr
     stories = realistic_stories(80, seed=141)
     events = all_events(stories)
     service.migrate()
+    workers = service.workers("worker-a", "worker-b")  # both polling before anything is published
     service.publish_events(shuffled_with_duplicates(events, seed=142))
-    workers = service.workers("worker-a", "worker-b")
 
     wait_until(lambda: drained(service, events), 60, "two workers to drain the queue")
 

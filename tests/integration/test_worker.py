@@ -284,17 +284,17 @@ def test_the_broker_is_kept_alive_while_a_slow_event_is_handled(make_app, monkey
 
 def test_the_embedded_lease_is_renewed_while_in_hand_and_runs_out_when_abandoned(make_app) -> None:
     app = make_app()
-    first = EmbeddedBroker(app.engine, lease_seconds=0.6)
-    other = EmbeddedBroker(app.engine, lease_seconds=0.6)
+    first = EmbeddedBroker(app.engine, lease_seconds=1.0)
+    other = EmbeddedBroker(app.engine, lease_seconds=1.0)
     publish(first, *story(random.Random(71)).events)
 
     [message] = first.receive(10, 0.1)
-    for _ in range(4):  # 1.2 s, twice the lease, renewed every 0.3 s
+    for _ in range(5):  # 1.5 s, longer than the lease, renewed every 0.3 s
         time.sleep(0.3)
         first.keepalive()
         assert other.receive(10, 0) == [], "a renewed lease keeps the message from a competing worker"
 
-    time.sleep(0.8)  # abandoned (a killed worker renews nothing)
+    time.sleep(1.3)  # abandoned (a killed worker renews nothing)
     [again] = other.receive(10, 0.1)
     assert again.body == message.body and again.attempts == 2
 
