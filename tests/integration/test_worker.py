@@ -95,17 +95,21 @@ def test_shuffled_duplicated_events_on_the_queue_give_the_in_order_accounts(make
     assert listener.retried > 0, "some updates came before their create and had to wait"
 
 
-def test_an_unknown_event_type_is_acknowledged_and_skipped(make_app) -> None:
+@pytest.mark.parametrize("company", [0, 1], ids=["alone", "in a batch"])
+def test_an_unknown_event_type_is_logged_acknowledged_and_skipped(make_app, caplog, company: int) -> None:
     app = make_app()
     broker = app.broker()
-    publish(broker, unknown_event())
+    others = [tale.events[0] for tale in realistic_stories(company, seed=21)]
+    publish(broker, unknown_event(), *others)
     listener = Listener(app, broker)
 
-    assert listener.poll(0.1) == 1
+    with caplog.at_level("INFO", logger="accounts"):
+        assert listener.poll(0.1) == 1 + company
 
     assert broker.depth() == 0
     assert count(app, tables.dead_letters) == 0
-    assert count(app, tables.accounts) == 0
+    assert count(app, tables.accounts) == company
+    assert "of unknown type TenureArchivedEvent" in caplog.text
 
 
 def test_malformed_events_are_dead_lettered_at_once_with_the_reason_and_block_nothing(make_app) -> None:

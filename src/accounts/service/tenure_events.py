@@ -154,6 +154,7 @@ class TenureEventHandler:
         with self.uow_factory() as uow:
             for event in events:
                 if event.event_type not in TENURE_EVENT_TYPES:
+                    log.info("skipping event %s of unknown type %s", event.id, event.event_type)
                     results.append(Outcome(False, f"unknown event type {event.event_type}: skipped"))
                     continue
                 try:
