@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from accounts.adapters.database.engine import create_engine
 from accounts.adapters.database.migrate import migrate
 from accounts.adapters.database.unit_of_work import SqlAlchemyUnitOfWork
+from accounts.adapters.sinks.delivery_lock import DeliveryLocks
 from accounts.domain.tenure import RentGroupMap
 from accounts.service.accounts import AccountService
 from accounts.service.interim_sync import InterimSync
@@ -129,5 +130,12 @@ def bootstrap(settings: Settings | None = None, *, run_migrations: bool = False)
     tenure_events = TenureEventHandler(
         uow, rent_groups, interim_sinks=sink_names, tenure_source=build_tenure_source(settings)
     )
-    interim = InterimSync(uow, sinks, batch_size=settings.interim_batch_size)
+    interim = InterimSync(
+        uow,
+        sinks,
+        batch_size=settings.interim_batch_size,
+        locks=DeliveryLocks(engine),
+        retry_base_seconds=settings.retry_base_seconds,
+        retry_max_seconds=min(settings.retry_max_seconds, 30.0),
+    )
     return Application(settings, engine, accounts, tenure_events, interim, sinks)

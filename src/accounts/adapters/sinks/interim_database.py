@@ -167,10 +167,15 @@ class InterimDatabaseSink:
 
     @contextmanager
     def _transient_failures(self) -> Iterator[None]:
-        """Lost or refused connections become TransientError, so the flusher retries later."""
+        """Lost or refused connections become TransientError, so the flusher retries later.
+
+        After any failure the tables are checked again before the next write: the interim
+        database may have come back as a fresh, empty one (restored, or recreated).
+        """
         try:
             yield
         except sa.exc.DBAPIError as error:
+            self._schema_ready = False
             if _is_connection_failure(error):
                 where = self._url.render_as_string(hide_password=True)
                 raise TransientError(f"interim database {where} unavailable: {error.orig}") from error

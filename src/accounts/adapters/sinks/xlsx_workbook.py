@@ -83,6 +83,10 @@ class XlsxWorkbookSink:
     def remove(self, payment_refs: Sequence[str]) -> None:
         """Nothing to do: the next delivery rewrites the workbook without them."""
 
+    def missing(self) -> bool:
+        """The workbook is not there (deleted, or never written): the flusher writes it again."""
+        return not self.path.exists()
+
     def read_rows(self) -> list[InterimRow]:
         """The rows in the workbook now; none when it has not been written yet."""
         if not self.path.exists():
