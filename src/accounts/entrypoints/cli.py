@@ -263,53 +263,92 @@ def cmd_interim_rebuild(settings: Settings, _args: argparse.Namespace) -> int:
     from accounts.bootstrap import bootstrap
 
     application = bootstrap(settings, run_migrations=True)
-    application.interim.enable_sinks()
-    queued = application.interim.rebuild()
-    pending = {sink.name: _pending(application, sink.name) for sink in application.interim.sinks}
-    application.close()
-    print(f"rebuilt the interim sinks from {queued} queued row(s); still pending: {pending}")
-    return 0 if not any(pending.values()) else 1
-
-
-def _pending(application: Any, sink: str) -> int:
-    with application.uow(read_only=True) as uow:
-        return len(uow.interim.pending(sink, 1_000_000))
+    try:
+        application.interim.enable_sinks()
+        report = application.interim.rebuild()
+    finally:
+        application.close()
+    removed = "".join(
+        f"; removed {count} row(s) no account has from {name}" for name, count in report.removed.items() if count
+    )
+    print(
+        f"rebuilt {', '.join(sink.name for sink in application.interim.sinks) or 'no sink'} from the sync table: "
+        f"{report.queued} row(s) queued, {report.refreshed} sync row(s) corrected from the accounts{removed}"
+    )
+    stuck = {name: count for name, count in report.pending.items() if count}
+    if stuck:
+        print(f"still pending (the sink failed or is busy; see the log): {stuck}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_interim_import_sheet(settings: Settings, args: argparse.Namespace) -> int:
     from accounts.adapters.sinks.interim_database import InterimDatabaseSink
     from accounts.adapters.sinks.xlsx_workbook import read_workbook
+    from accounts.service.ports import TransientError
 
     url = args.database_url or settings.interim_database_url
     if not url:
         print("set ACCOUNTS_INTERIM_DATABASE_URL (or --database-url) to the interim database", file=sys.stderr)
         return 2
-    rows = read_workbook(Path(args.file))
+    try:
+        rows = read_workbook(Path(args.file))
+    except (OSError, ValueError) as error:
+        print(f"cannot import {args.file}: {error}", file=sys.stderr)
+        return 2
+    tabs: dict[str, list[str]] = {}
+    for row in rows:
+        tabs.setdefault(row.payment_ref, []).append(row.rent_group)
+    repeated = {ref: where for ref, where in tabs.items() if len(where) > 1}
+    if repeated:
+        for ref, where in sorted(repeated.items())[:20]:
+            print(f"payment ref {ref} appears {len(where)} times, on {', '.join(where)}", file=sys.stderr)
+        print(f"not imported: {len(repeated)} payment ref(s) appear more than once in {args.file}", file=sys.stderr)
+        return 1
     sink = InterimDatabaseSink(url, batch_size=settings.interim_batch_size)
-    sink.deliver(rows)
-    sink.dispose()
+    try:
+        sink.load_workbook_rows(rows)
+    except TransientError as error:
+        print(f"not imported: {error}", file=sys.stderr)
+        return 1
+    finally:
+        sink.dispose()
     print(f"loaded {len(rows)} tenancy agreement row(s) from {args.file} into the interim database")
     return 0
 
 
 def cmd_interim_reconcile(settings: Settings, args: argparse.Namespace) -> int:
     from accounts.bootstrap import bootstrap
-    from accounts.service.interim_sync import reconcile
+    from accounts.service.interim_sync import SYNC_TABLE, reconcile
 
     application = bootstrap(settings)
     targets = application.reconcile_targets()
-    differences = reconcile(application.uow, targets)
+    try:
+        differences = reconcile(application.uow, targets)
+        pending = application.interim.pending_counts()
+    finally:
+        for sink in targets:
+            dispose = getattr(sink, "dispose", None)
+            if callable(dispose):
+                dispose()
+        application.close()
     for difference in differences[: args.limit]:
         print(difference.describe())
     if len(differences) > args.limit:
         print(f"... and {len(differences) - args.limit} more")
-    checked = ", ".join(sink.name for sink in targets) or "nothing"
+    checked = ", ".join([SYNC_TABLE, *(sink.name for sink in targets)])
+    waiting = {name: count for name, count in pending.items() if count}
+    if waiting:
+        print(f"note: rows still waiting for delivery (differences may be in flight): {waiting}")
     if differences:
-        print(f"{len(differences)} difference(s) between the accounts and: {checked}")
-    else:
-        print(f"the accounts, and {checked}, agree")
-    application.close()
-    return 1 if differences else 0
+        kinds: dict[str, int] = {}
+        for difference in differences:
+            kinds[difference.kind] = kinds.get(difference.kind, 0) + 1
+        summary = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
+        print(f"{len(differences)} difference(s) ({summary}) between the accounts and: {checked}")
+        return 1
+    print(f"the accounts agree with: {checked}")
+    return 0
 
 
 def _safe_url(url: str) -> str:
