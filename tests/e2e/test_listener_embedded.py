@@ -16,6 +16,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -64,6 +65,9 @@ def test_published_events_become_accounts_on_the_api(service_factory, tmp_path: 
         assert response.status_code == 202, response.text
         refused = client.post("/events", json={"eventType": "TenureCreatedEvent"})
         assert refused.status_code == 400, "the intake refuses what it can see is malformed"
+    reader = {"Authorization": f"Bearer {service.token(write=False)}"}
+    assert httpx.post(f"{service.api_url}/events", json=posted[1].events[0], headers=reader).status_code == 403
+    assert httpx.post(f"{service.api_url}/events", json=posted[1].events[0]).status_code == 401
 
     stories = demo + others + posted
     accounts = service.wait_for_accounts(stories)
