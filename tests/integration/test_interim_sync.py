@@ -109,12 +109,8 @@ def test_an_account_created_on_the_api_without_a_tenure_copy_still_gets_a_row(ap
     application.accounts.create(
         NewAccount(target_type="Tenure", target_id=tenure_id, account_type=AccountType.SUNDRY), OFFICER, uuid4()
     )
-    # The API's own example body: rent group "Tenant" has no tab of its own.
-    other = application.accounts.create(
-        NewAccount(target_type="Tenure", target_id=uuid4(), account_type=AccountType.MASTER, rent_group_type=None),
-        OFFICER,
-        uuid4(),
-    )
+    # Over HTTP, the body the existing clients send: rent group "Tenant" has no tab of its own.
+    other = Api(application).create()
 
     application.interim.flush_all()
 
@@ -138,7 +134,24 @@ def test_an_account_created_on_the_api_without_a_tenure_copy_still_gets_a_row(ap
                 None,
             ),
         ),
-        other.payment_reference: ("NoInterimRentGroup", (other.payment_reference, *(None,) * 12)),
+        other["paymentReference"]: (
+            "NoInterimRentGroup",
+            (
+                other["paymentReference"],
+                "SEC",
+                None,
+                None,
+                None,
+                "Flat 3",
+                "Flat 3, 12 Hillman Street, London",
+                "E8 1DY",
+                None,
+                "Ms",
+                "Jane",
+                "Smith",
+                None,
+            ),
+        ),
     }
 
 
@@ -358,3 +371,27 @@ def test_text_the_databases_cannot_hold_never_fails_the_account_change(
     assert row[10] == "Null" and len(row[11]) == 100 and row[12] is None
     assert pending(app, "database") == 0
     assert interim_rows(interim_url)[ref]["forename"] == "Null"
+
+
+def test_a_workbook_that_cannot_be_written_keeps_its_rows_and_catches_up(
+    make_app: Callable[..., Application], tmp_path: Path
+) -> None:
+    """A full disk or a missing share: the account changes go on, the workbook follows when it can."""
+    blocked = tmp_path / "share"
+    blocked.write_text("not a directory: the workbook cannot be written under it")
+    app = make_app(sinks=("spreadsheet",), spreadsheet_path=blocked / "interim.xlsx")
+    app.interim.enable_sinks()
+    tales = [story(random.Random(414 + n)) for n in range(3)]
+    apply(app, *all_events(tales))
+
+    app.interim.flush_all()
+    assert pending(app, "spreadsheet") == 3
+    assert (last_error(app, "spreadsheet") or "").startswith(("FileExistsError", "NotADirectoryError"))
+
+    blocked.unlink()  # the share is back
+    apply(app, *story(random.Random(417)).events)
+    app.interim.flush_all()
+
+    assert pending(app, "spreadsheet") == 0
+    assert len(workbook_rows(blocked / "interim.xlsx")) == 4
+    assert_finance_workbook(blocked / "interim.xlsx")
