@@ -425,6 +425,7 @@ class SqlInterimRows:
         self.connection = connection
         # Rows written in this transaction, by account: read back without a query.
         self._saved: dict[UUID, InterimRow] = {}
+        self._sinks: list[str] | None = None
 
     def get(self, payment_ref: str) -> InterimRow | None:
         row = self.connection.execute(
@@ -512,6 +513,7 @@ class SqlInterimRows:
     def enable_sinks(self, sinks: Sequence[str], at: datetime) -> list[str]:
         known = set(self.connection.execute(sa.select(t.interim_sinks.c.sink)).scalars())
         new = [sink for sink in sinks if sink not in known]
+        self._sinks = None
         for sink in new:
             self.connection.execute(t.interim_sinks.insert().values(sink=sink, enabled_at=at))
             self.queue_everything(sink)
@@ -544,9 +546,11 @@ class SqlInterimRows:
         return None if removed is None else (removed.payment_ref, int(removed.version) + 1)
 
     def registered_sinks(self) -> list[str]:
-        """Every sink ever enabled, configured here or not: each is owed every change."""
-        query = sa.select(t.interim_sinks.c.sink).order_by(t.interim_sinks.c.sink)
-        return list(self.connection.execute(query).scalars())
+        """Every sink ever enabled, configured here or not: each is owed every change (read once a transaction)."""
+        if self._sinks is None:
+            query = sa.select(t.interim_sinks.c.sink).order_by(t.interim_sinks.c.sink)
+            self._sinks = list(self.connection.execute(query).scalars())
+        return list(self._sinks)
 
     def account_ids(self) -> dict[str, UUID]:
         """payment ref -> account id, for every row."""
