@@ -3,7 +3,7 @@
     python -m bench                      # everything, at the sizes (writes docs/benchmarks.md)
     python -m bench --smoke              # tiny sizes, seconds: checks the scripts and the table, no time limits
     python -m bench --only listener      # one group: reads (items 1, 3), writes (2), listener (4, 5)
-    python -m bench --sizes 10000,100000,1000000 --listener-sizes 1000,5000,20000
+    python -m bench --sizes 10000,100000,1000000 --listener-sizes 1000,10000,50000
 
 With ACCOUNTS_DATABASE_URL (PostgreSQL, a database whose name contains "bench") and/or
 ACCOUNTS_BROKER_URL (amqp://...) set, the same runs go against those servers.
@@ -27,7 +27,7 @@ from bench.seed import seeded_database
 from bench.table import Row, check_markdown, markdown, number, plain, ratio
 
 ROOT = servers.ROOT
-LISTENER_SIZES = (1_000, 5_000, 20_000)  # tenures; bench/FINDINGS.md says why not 100,000
+LISTENER_SIZES = (1_000, 10_000, 50_000)  # tenures; bench/FINDINGS.md says why not 100,000
 GROUPS = {
     "reads": "reads",
     "arrears": "reads",
@@ -446,7 +446,7 @@ def render(
         "## How to run\n",
         "```sh\nmake bench          # everything; about 25 minutes on 2 cores, writes this file\n"
         "make bench-smoke    # seconds: the scripts work and the table is well formed (what CI runs)\n"
-        ".venv/bin/python -m bench --only listener --listener-sizes 1000,5000,20000\n"
+        ".venv/bin/python -m bench --only listener --listener-sizes 1000,10000,50000\n"
         "ACCOUNTS_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1/bench_accounts \\\n"
         "ACCOUNTS_BROKER_URL=amqp://guest:guest@127.0.0.1:5672/%2F .venv/bin/python -m bench --only listener\n```\n",
         "Install `wrk` (`apt-get install wrk`) for the HTTP reads; without it a Python generator in its own process "

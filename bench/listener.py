@@ -255,9 +255,7 @@ def drain(spec: Spec) -> DrainResult:
         result.deliver_cpu_seconds = sum(timed.cpu_seconds for timed in delivers)
         result.dead_letters = _dead(engine)
         if spec.probe is not None:
-            # After a burst the workbook rests a while (a multiple of its last rewrite); probe a quiet service.
-            time.sleep(max(2.0, 5 * workbook.last))
-            result.probe_seconds = _probes(application, spec.probe, deadline)
+            result.probe_seconds = _probes(application, spec.probe, deadline, lambda: workbook.last)
     finally:
         worker.shutdown()
     with application.uow(read_only=True) as uow:
@@ -283,14 +281,23 @@ def drain(spec: Spec) -> DrainResult:
     return result
 
 
-def _probes(application: Application, probe: dict[str, Any], deadline: float, count: int = 3) -> list[float]:
-    """Time for one tenure update to reach every sink: publish, then wait for its row to be delivered."""
+def _probes(
+    application: Application, probe: dict[str, Any], deadline: float, last_rewrite: Callable[[], float], count: int = 3
+) -> list[float]:
+    """Time for one tenure update to reach every sink: publish, then wait for its row to be delivered.
+
+    Each probe is one update on a quiet service: after a rewrite the workbook rests a
+    multiple of the time it took (REWRITE_PAUSE_FACTOR), so each probe first waits that out.
+    """
+    from accounts.entrypoints.worker import REWRITE_PAUSE_FACTOR
+
     broker = application.broker()
     engine = application.engine
     timings = []
     try:
         envelope = dict(probe)
         for number in range(count):
+            time.sleep(max(1.0, REWRITE_PAUSE_FACTOR * last_rewrite() + 0.5))
             envelope = {**envelope, "id": str(uuid.uuid4()), "dateTime": _later(envelope["dateTime"], number + 1)}
             address = f"{number + 1} Probe Street, Hackney, London E8 1DY"
             new_data = dict(envelope["eventData"]["newData"])
