@@ -117,3 +117,47 @@ def test_sigkilled_worker_on_postgresql_and_rabbitmq_loses_and_doubles_nothing(
         tap.close()
     record_figures("crash/postgresql+rabbitmq", figures)
     assert figures.kills >= KILLS and figures.lost == 0 and figures.duplicated == 0
+
+
+def test_a_create_held_by_a_killed_worker_is_not_overtaken_by_its_update(tmp_path) -> None:
+    """Found by the soak: SIGKILLed with a tenure's create in hand, a worker leaves it leased; the
+    restarted worker must not take that tenure's later update meanwhile, or the update uses up its
+    attempts waiting for a create that is only leased, and is dead-lettered."""
+    import json
+
+    from accounts.adapters.brokers.embedded import EmbeddedBroker
+    from accounts.bootstrap import bootstrap
+    from accounts.entrypoints.worker import Listener
+    from accounts.service.ports import TENURE_TOPIC
+    from tests.conftest import make_settings
+    from tests.fixtures.tenures import story
+
+    settings = make_settings(f"sqlite:///{tmp_path / 'a.db'}", tmp_path, max_attempts=3, embedded_lease_seconds=1.5)
+    app = bootstrap(settings, run_migrations=True)
+    try:
+        tale = story(random.Random(1104)).moved_to("7 Amhurst Road, London E8 2PX")
+        other = story(random.Random(1105))
+        killed = EmbeddedBroker(app.engine, lease_seconds=1.5)
+        killed.publish_many(TENURE_TOPIC, [(json.dumps(tale.events[0]).encode(), tale.tenure_id, "create")])
+        assert len(killed.receive(10, 0.1)) == 1  # in hand when the worker dies: leased, never acked
+        restarted = app.broker()
+        restarted.publish_many(
+            TENURE_TOPIC,
+            [
+                (json.dumps(tale.events[1]).encode(), tale.tenure_id, "update"),
+                (json.dumps(other.events[0]).encode(), other.tenure_id, "other"),
+            ],
+        )
+        listener = Listener(app, restarted)
+        deadline = time.monotonic() + 20
+        while restarted.depth() and time.monotonic() < deadline:
+            listener.poll(0.05)
+        with app.uow(read_only=True) as uow:
+            assert [letter.reason for letter in uow.dead_letters.list()] == []
+        from uuid import UUID
+
+        [account] = app.accounts.by_target(UUID(tale.tenure_id), None)
+        assert account.tenure is not None and account.tenure.full_address == "7 Amhurst Road, London E8 2PX"
+        assert len(app.accounts.by_target(UUID(other.tenure_id), None)) == 1, "other tenures are not held up"
+    finally:
+        app.close()

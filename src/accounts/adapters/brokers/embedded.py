@@ -99,12 +99,16 @@ class EmbeddedBroker:
     def _claim(self, max_messages: int) -> list[ReceivedMessage]:
         now = _now()
         until = self._token()
+        # A group (a tenure) with a message in flight waits: a worker SIGKILLed with a tenure's create
+        # in hand leaves it leased, and its update, taken meanwhile, would spend its attempts waiting.
+        in_flight = sa.select(messages.c.group_id).where(messages.c.topic == self.topic, messages.c.leased_until >= now)
         ready = (
             sa.select(messages.c.id)
             .where(
                 messages.c.topic == self.topic,
                 messages.c.available_at <= now,
                 sa.or_(messages.c.leased_until.is_(None), messages.c.leased_until < now),
+                messages.c.group_id.not_in(in_flight),
             )
             # A retried message joins the back of the queue, as a RabbitMQ retry does: an update
             # waiting for its create comes back after the messages already queued, the create among them.
