@@ -522,7 +522,8 @@ def check_books(
         assert letters == dead_letters, f"{letters} dead letter(s), expected {dead_letters}"
 
         # Every account event published: the outbox is empty; one creation event per account.
-        assert int(deployment.scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL") or 0) == 0
+        unpublished = int(deployment.scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL") or 0)
+        assert unpublished == 0, f"{unpublished} account event(s) still in the outbox"
         created = Counter(deployment.column("SELECT group_id FROM outbox WHERE event_type = 'AccountCreatedEvent'"))
         assert len(created) == len(tenures) and set(created.values()) == {1}, "one AccountCreatedEvent per account"
         outbox_ids = {str(v).replace("-", "") for v in deployment.column("SELECT event_id FROM outbox")}
@@ -530,8 +531,8 @@ def check_books(
         if tap is not None:
             received = tap.collect()
             got_ids = {key.replace("-", "") for key in received}
-            unpublished = outbox_ids - got_ids
-            assert not unpublished, f"{len(unpublished)} account event(s) never reached RabbitMQ"
+            never_received = outbox_ids - got_ids
+            assert not never_received, f"{len(never_received)} account event(s) never reached RabbitMQ"
             figures.republished = sum(count - 1 for count in received.values())
 
         # One workbook row and one interim database row per account, and the CLI's reconcile agrees.
@@ -551,7 +552,7 @@ def check_books(
         app.close()
     reconciled = deployment.cli("interim", "reconcile")
     assert reconciled.returncode == 0, f"reconcile disagrees:\n{reconciled.stdout[-2000:]}{reconciled.stderr[-2000:]}"
-    assert "agree" in reconciled.stdout
+    assert "agree" in reconciled.stdout, f"reconcile said:\n{reconciled.stdout[-2000:]}{reconciled.stderr[-2000:]}"
     return figures
 
 
