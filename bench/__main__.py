@@ -54,6 +54,7 @@ class Outcome:
     workbook: listener.WorkbookRun | None = None
     seed_seconds: dict[int, float] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    load_before: float = 0.0
 
 
 def parse_sizes(text: str) -> list[int]:
@@ -100,15 +101,18 @@ def main(argv: list[str] | None = None) -> int:
     groups = {GROUPS[name] for name in args.only} if args.only else {"reads", "writes", "listener", "workbook"}
     work = args.work / ("smoke" if smoke else "full")
     work.mkdir(parents=True, exist_ok=True)
-    output = args.output or (work / "benchmarks-smoke.md" if smoke else ROOT / "docs" / "benchmarks.md")
     database_url = os.environ.get("ACCOUNTS_DATABASE_URL") or None
     broker_url = os.environ.get("ACCOUNTS_BROKER_URL") or None
+    output = args.output or (
+        work / "benchmarks-smoke.md" if smoke else ROOT / "docs" / report_name(database_url, broker_url)
+    )
     if args.python_loadgen:
         os.environ["BENCH_PYTHON_LOADGEN"] = "1"
     token = servers.bench_token()
     headline = 100_000 if 100_000 in sizes else sizes[len(sizes) // 2]
     headline_tenures = listener_sizes[-1]
     outcome = Outcome()
+    outcome.load_before = os.getloadavg()[0]
     started = time.perf_counter()
 
     def say(message: str) -> None:
@@ -148,6 +152,18 @@ def main(argv: list[str] | None = None) -> int:
     for problem in outcome.problems:
         print(f"PROBLEM: {problem}", file=sys.stderr)
     return 1 if outcome.problems else 0
+
+
+def report_name(database_url: str | None, broker_url: str | None) -> str:
+    """docs/benchmarks.md for the embedded default; a file of its own for other servers."""
+    from sqlalchemy.engine import make_url
+
+    database = make_url(database_url).get_backend_name() if database_url else "sqlite"
+    broker = broker_url.split(":", 1)[0] if broker_url else "embedded"
+    if (database, broker) == ("sqlite", "embedded"):
+        return "benchmarks.md"
+    names = {"postgresql": "postgresql", "sqlite": "sqlite", "amqp": "rabbitmq", "sqs": "sqs", "embedded": "embedded"}
+    return f"benchmarks-{names.get(database, database)}-{names.get(broker, broker)}.md"
 
 
 def sanity(outcome: Outcome) -> list[str]:
@@ -433,6 +449,8 @@ def render(
         "`bench/FINDINGS.md`.\n" + ("\n**SMOKE RUN: tiny sizes, the figures mean nothing.**\n" if smoke else ""),
         f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; run took {seconds / 60:.1f} min",
         f"- machine: {machine()}",
+        f"- 1-minute load average: {outcome.load_before:.1f} when the run started, {os.getloadavg()[0]:.1f} when it ended "
+        "(other work on the machine shows here; the ratios are to ceilings measured in the same run)",
         f"- database: {database}; broker: {broker}",
         f"- load generator: {generator}; server: uvicorn, one worker, log level {servers.LOG_LEVEL}, for the service and the ceiling alike\n",
         "Each figure is measured in the same run, on the same machine, as its ceiling; the ratio is figure / ceiling. "
