@@ -148,10 +148,17 @@ _UPDATE_INTERIM_ROW = (
 )
 
 
+def _next_pending_version(pending_version: Any, version: Any) -> Any:
+    """Pending versions only ever rise: a reused payment reference restarts its row at version 1, and a
+    delivery in flight must not clear the new row's entry with the old, higher version it read."""
+    return sa.case((pending_version >= version, pending_version + 1), else_=version)
+
+
 def _pending_upsert(insert: Any) -> Any:
     pending = t.interim_pending
     return insert.on_conflict_do_update(
-        index_elements=[pending.c.sink, pending.c.payment_ref], set_={"version": insert.excluded.version}
+        index_elements=[pending.c.sink, pending.c.payment_ref],
+        set_={"version": _next_pending_version(pending.c.version, insert.excluded.version)},
     )
 
 
@@ -468,7 +475,7 @@ class SqlInterimRows:
             updated = self.connection.execute(
                 pending.update()
                 .where(pending.c.sink == sink, pending.c.payment_ref == payment_ref)
-                .values(version=version)
+                .values(version=_next_pending_version(pending.c.version, version))
             )
             if updated.rowcount == 0:
                 self.connection.execute(pending.insert().values(sink=sink, payment_ref=payment_ref, version=version))
