@@ -133,6 +133,8 @@ embedded_messages = sa.Table(
     sa.Column("leased_until", Timestamp),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Index("ix_embedded_messages_ready", "topic", "available_at"),
+    # A claim skips the groups with a message in flight: found through this, not by reading the queue.
+    sa.Index("ix_embedded_messages_leased", "topic", "leased_until"),
 )
 
 # Messages that can never be processed, with the reason; listed and replayed by the CLI.
