@@ -393,31 +393,44 @@ def story_items(stories: list[TenureStory], rng: random.Random) -> list[dict[str
 
 
 class AccountEventTap:
-    """A queue bound to the accounts exchange before the worker starts: what the relay published."""
+    """A queue bound to the accounts exchange before the worker starts: what the relay published.
+
+    No connection is held between calls (an idle pika connection misses its heartbeats and is
+    closed by RabbitMQ during a long drain); the queue outlives the connections and is deleted
+    by `close` (or by RabbitMQ, three hours after its last use).
+    """
 
     def __init__(self, rabbitmq_url: str, exchange: str, queue: str) -> None:
+        self.url = rabbitmq_url
+        self.queue = queue
+        self.ids: Counter[str] = Counter()
+        with self._channel() as channel:
+            channel.exchange_declare(exchange, exchange_type="topic", durable=True)
+            channel.queue_declare(queue, durable=True, arguments={"x-expires": 3 * 3600 * 1000})
+            channel.queue_bind(queue, exchange, routing_key="#")
+
+    @contextlib.contextmanager
+    def _channel(self) -> Iterator[Any]:
         import pika
 
-        self.queue = queue
-        self.connection = pika.BlockingConnection(pika.URLParameters(rabbitmq_url))
-        self.channel = self.connection.channel()
-        self.channel.exchange_declare(exchange, exchange_type="topic", durable=True)
-        self.channel.queue_declare(queue, durable=False, auto_delete=False, arguments={"x-expires": 600_000})
-        self.channel.queue_bind(queue, exchange, routing_key="#")
-        self.ids: Counter[str] = Counter()
+        connection = pika.BlockingConnection(pika.URLParameters(self.url))
+        try:
+            yield connection.channel()
+        finally:
+            with contextlib.suppress(Exception):
+                connection.close()
 
     def collect(self) -> Counter[str]:
-        while True:
-            method, properties, _body = self.channel.basic_get(self.queue, auto_ack=True)
-            if method is None:
-                return self.ids
-            self.ids[str(properties.message_id)] += 1
+        with self._channel() as channel:
+            while True:
+                method, properties, _body = channel.basic_get(self.queue, auto_ack=True)
+                if method is None:
+                    return self.ids
+                self.ids[str(properties.message_id)] += 1
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.channel.queue_delete(self.queue)
-        with contextlib.suppress(Exception):
-            self.connection.close()
+        with contextlib.suppress(Exception), self._channel() as channel:
+            channel.queue_delete(self.queue)
 
 
 def delete_rabbit_names(rabbitmq_url: str, names: dict[str, str]) -> None:

@@ -47,29 +47,30 @@ def stories_with_events(total: int, seed: int) -> list[TenureStory]:
 def crash_while_draining(
     deployment: Deployment, expected: int, rng: random.Random, kills: int = KILLS, timeout: float = 240
 ) -> int:
-    """Start the worker, SIGKILL it at a random moment once it is draining; `kills` times. Returns the kills."""
-    done = 0
+    """Start the worker and SIGKILL it at a random point of the drain; `kills` times, restarting it each time.
+
+    The points are random progress marks between 5% and 85% of the events (so however fast the
+    drain, every kill lands inside it), each overshot by up to 0.1 s so that kills fall mid-batch,
+    mid-commit, mid-relay or mid-workbook as it happens. Returns the number of kills.
+    """
+    marks = sorted(rng.sample(range(int(0.05 * expected), int(0.85 * expected)), kills))
     deadline = time.monotonic() + timeout
-    while done < kills:
+    for done, mark in enumerate(marks):
         assert time.monotonic() < deadline, f"only {done} kill(s) in {timeout}s\n{deployment.logs()}"
         worker = deployment.start_worker()
-        before = deployment.processed()
-        # Wait until this worker is visibly draining, then kill it at a random moment.
+        target = max(mark, deployment.processed() + 1)  # this worker must make progress before it dies
         wait_until(
-            lambda w=worker, b=before: deployment.processed() > b or not w.alive(),
-            60,
-            "the restarted worker to make progress",
+            lambda w=worker, t=target: deployment.processed() >= t or not w.alive(),
+            120,
+            f"the worker to process {target} events",
+            pause=0.02,
         )
         assert worker.alive(), f"the worker exited by itself:\n{worker.output()[-3000:]}"
-        time.sleep(rng.uniform(0.0, 1.2))
-        progress = deployment.processed()
-        assert progress < expected, (
-            f"the drain finished after {done} kill(s): make it longer or kill sooner "
-            f"({progress} of {expected} processed)"
-        )
+        time.sleep(rng.uniform(0.0, 0.1))
         worker.kill()
-        done += 1
-    return done
+        progress = deployment.processed()
+        assert progress < expected, f"the drain finished before kill {done + 1} ({progress} of {expected})"
+    return kills
 
 
 def finish(deployment: Deployment, expected: int, timeout: float = 240) -> None:
