@@ -506,6 +506,20 @@ class SqlInterimRows:
 
     def clear_pending(self, sink: str, delivered: Sequence[tuple[str, int]]) -> None:
         pending = t.interim_pending
+        # Rows a listener transaction holds are being marked again (they stay pending, for the next
+        # delivery): skip them rather than wait, as waiting deadlocks against a listener batch that
+        # marks rows in another order (PostgreSQL breaks it after a second's stall). SQLite: no-op.
+        refs = sorted(ref for ref, _ in delivered)
+        free: set[str] = set()
+        for start in range(0, len(refs), 1000):
+            free.update(
+                self.connection.execute(
+                    sa.select(pending.c.payment_ref)
+                    .where(pending.c.sink == sink, pending.c.payment_ref.in_(refs[start : start + 1000]))
+                    .with_for_update(skip_locked=True)
+                ).scalars()
+            )
+        delivered = [(ref, version) for ref, version in delivered if ref in free]
         if not delivered:
             return
         self.connection.execute(
