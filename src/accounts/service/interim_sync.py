@@ -141,28 +141,46 @@ class InterimSync:
 
     def _deliver(self, sink: InterimSink, *, force: bool = False) -> int:
         """Deliver what the sink is owed; the caller holds its lock. A failure keeps it all pending."""
-        limit = REWRITE_BATCH if sink.rewrites_everything else self.batch_size
+        if sink.rewrites_everything:
+            return self._rewrite(sink, force=force)
         with self.uow_factory(read_only=True) as uow:
-            pending = uow.interim.pending(sink.name, limit)
-            if sink.rewrites_everything:
-                # Pending first, rows second: the rows are at least as new as what is cleared.
-                rewrite = bool(pending) or force or _missing(sink)
-                rows = uow.interim.all() if rewrite else []
-            else:
-                rewrite = False
-                rows = uow.interim.rows([ref for ref, _ in pending])
-        if not pending and not rewrite:
+            pending = uow.interim.pending(sink.name, self.batch_size)
+            rows = uow.interim.rows([ref for ref, _ in pending])
+        if not pending:
             return 0
         try:
-            if not sink.rewrites_everything:
-                present = {row.payment_ref for row in rows}
-                gone = [ref for ref, _ in pending if ref not in present]
-                if gone:  # a corrected payment reference, or no longer a tenure account
-                    sink.remove(gone)
+            present = {row.payment_ref for row in rows}
+            gone = [ref for ref, _ in pending if ref not in present]
+            if gone:  # a corrected payment reference, or no longer a tenure account
+                sink.remove(gone)
             sink.deliver(rows)
         except Exception as error:  # any sink failure: keep the rows pending and retry later
             self._failed(sink, pending, error)
             return 0
+        return self._delivered(sink, pending)
+
+    def _rewrite(self, sink: InterimSink, *, force: bool) -> int:
+        """Rewrite a sink whole from every row, streamed: the table is never held in memory at once."""
+        failure: Exception | None = None
+        with self.uow_factory(read_only=True) as uow:
+            pending = uow.interim.pending(sink.name, REWRITE_BATCH)
+            if not pending and not force and not _missing(sink):
+                return 0
+            # Pending first, rows second (in the same read transaction, which the sink reads
+            # the rows from): the rows are at least as new as what is cleared.
+            reading = _Reading(uow.interim.stream())
+            try:
+                sink.deliver(reading)
+            except Exception as error:
+                if reading.failed:
+                    raise  # the database, not the sink: as when the rows were read before delivering
+                failure = error  # any sink failure: keep the rows pending and retry later
+        if failure is not None:
+            self._failed(sink, pending, failure)
+            return 0
+        return self._delivered(sink, pending)
+
+    def _delivered(self, sink: InterimSink, pending: Sequence[tuple[str, int]]) -> int:
         with self.uow_factory() as uow:
             uow.interim.clear_pending(sink.name, pending)
             uow.interim.note_delivery(sink.name, self.clock(), None)
@@ -291,6 +309,21 @@ class InterimSync:
             sink.remove(extra)
             log.info("removed %d row(s) from interim sink %s that no tenure account has", len(extra), sink.name)
         return len(extra)
+
+
+class _Reading:
+    """Rows streamed from the database to a sink, noting whether reading them failed."""
+
+    def __init__(self, rows: Iterator[InterimRow]) -> None:
+        self._rows = rows
+        self.failed = False
+
+    def __iter__(self) -> Iterator[InterimRow]:
+        try:
+            yield from self._rows
+        except Exception:
+            self.failed = True
+            raise
 
 
 def _missing(sink: InterimSink) -> bool:

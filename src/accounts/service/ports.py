@@ -6,7 +6,7 @@ broker or an interim sink is one new adapter file plus one line in `bootstrap.py
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from uuid import UUID
@@ -58,8 +58,11 @@ class InterimSink(Protocol):
     # False for one that is upserted (the interim database): `deliver` gets the changed rows.
     rewrites_everything: bool
 
-    def deliver(self, rows: Sequence[InterimRow]) -> None:
-        """Deliver rows idempotently; raise on failure (the flusher retries, nothing is lost)."""
+    def deliver(self, rows: Iterable[InterimRow]) -> None:
+        """Deliver rows idempotently; raise on failure (the flusher retries, nothing is lost).
+
+        A sink that rewrites everything gets the rows streamed, to be read once.
+        """
 
     def remove(self, payment_refs: Sequence[str]) -> None:
         """Drop rows whose key no longer exists (a corrected payment reference). Upserting sinks only."""

@@ -115,6 +115,9 @@ class InterimRows(Protocol):
     def mark_pending(self, sinks: Sequence[str], payment_ref: str, version: int) -> None: ...
     def all(self) -> list[InterimRow]: ...
 
+    def stream(self) -> Iterator[InterimRow]:
+        """Every row, by payment ref, read a batch at a time; consumed before the unit of work ends."""
+
     def pending(self, sink: str, limit: int) -> list[tuple[str, int]]:
         """(payment_ref, version) the sink has still to receive, oldest first."""
 

@@ -427,6 +427,9 @@ def interim_from_row(row: sa.Row[Any]) -> InterimRow:
     return InterimRow(**{name: getattr(row, name) for name in INTERIM_FIELDS})
 
 
+_STREAM_ROWS = 2_000  # rows a batch, reading the interim rows for a rewrite
+
+
 class SqlInterimRows:
     def __init__(self, connection: sa.Connection) -> None:
         self.connection = connection
@@ -483,6 +486,12 @@ class SqlInterimRows:
     def all(self) -> list[InterimRow]:
         rows = self.connection.execute(sa.select(t.interim_rows).order_by(t.interim_rows.c.payment_ref))
         return [interim_from_row(row) for row in rows]
+
+    def stream(self) -> Iterator[InterimRow]:
+        query = sa.select(t.interim_rows).order_by(t.interim_rows.c.payment_ref)
+        # A server-side cursor where the driver has one: rows arrive a batch at a time.
+        for row in self.connection.execute(query.execution_options(yield_per=_STREAM_ROWS)):
+            yield interim_from_row(row)
 
     def pending(self, sink: str, limit: int) -> list[tuple[str, int]]:
         pending = t.interim_pending

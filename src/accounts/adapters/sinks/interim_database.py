@@ -9,7 +9,7 @@ delivering again is harmless. SQL Server in production; any SQLAlchemy URL works
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -98,13 +98,13 @@ class InterimDatabaseSink:
                     raise
         self._schema_ready = True
 
-    def deliver(self, rows: Sequence[InterimRow]) -> None:
+    def deliver(self, rows: Iterable[InterimRow]) -> None:
         """Merge the rows by payment ref; a repeated payment ref keeps its last row."""
-        if not rows:
+        latest = list({row.payment_ref: row for row in rows}.values())
+        if not latest:
             return
         if not self._schema_ready:
             self.create_schema()
-        latest = list({row.payment_ref: row for row in rows}.values())
         for start in range(0, len(latest), self.batch_size):
             self._merge_batch(latest[start : start + self.batch_size])
 

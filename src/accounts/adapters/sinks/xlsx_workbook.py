@@ -44,6 +44,8 @@ _ESCAPE_LIKE = re.compile(r"(_x[0-9A-Fa-f]{4}_)")
 # Anything in a string that needs escaping: markup characters, characters XML can't
 # carry, "_xHHHH_" look-alikes, whitespace at either end (which Excel would trim).
 _SUSPECT = re.compile(r"[&<>\x00-\x08\x0b-\x1f\ufffe\uffff\ud800-\udfff]|_x[0-9A-Fa-f]{4}_|^\s|\s$")
+# A row's 13 cells (InterimRow.cells()), the way the workbook keeps them until they are written.
+_Cells = tuple[Any, ...]
 
 
 class XlsxWorkbookSink:
@@ -55,8 +57,11 @@ class XlsxWorkbookSink:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
 
-    def deliver(self, rows: Sequence[InterimRow]) -> None:
+    def deliver(self, rows: Iterable[InterimRow]) -> None:
         """Write every row to a temp file beside the target, then swap it in atomically.
+
+        The rows may be streamed (an iterator straight from the database): each is taken
+        down to its cells at once, so no more than one InterimRow is held at a time.
 
         The temp file lives in the same directory so os.replace is a rename on one
         filesystem (atomic), and is fsynced first so a crash cannot leave an empty
@@ -94,14 +99,8 @@ class XlsxWorkbookSink:
         return read_workbook(self.path)
 
 
-def _write_workbook(path: Path, rows: Sequence[InterimRow]) -> None:
-    # A repeated payment ref keeps its last row, as the upserting sinks do.
-    latest = {row.payment_ref: row for row in rows}
-    by_tab: dict[str, list[InterimRow]] = {tab: [] for tab in SHEET_TABS}
-    for ref in sorted(latest):
-        row = latest[ref]
-        # A rent group without a tab still gets a place, so no account is silently dropped.
-        by_tab[row.rent_group if row.rent_group in by_tab else UNMAPPED_TAB].append(row)
+def _write_workbook(path: Path, rows: Iterable[InterimRow]) -> None:
+    by_tab = _cells_by_tab(rows)
     for tab, tab_rows in by_tab.items():
         if len(tab_rows) >= _EXCEL_MAX_ROWS:
             raise ValueError(f"tab {tab!r} would have {len(tab_rows)} rows; Excel's limit is {_EXCEL_MAX_ROWS - 1}")
@@ -126,7 +125,29 @@ def _write_workbook(path: Path, rows: Sequence[InterimRow]) -> None:
             strings.write(stream)
 
 
-def _skeleton(by_tab: dict[str, list[InterimRow]]) -> bytes:
+def _cells_by_tab(rows: Iterable[InterimRow]) -> dict[str, list[_Cells]]:
+    """Each row's cells, by tab in tab order, by payment ref within a tab.
+
+    Cells are kept rather than rows (a tuple instead of an object and three dates), and
+    repeated texts (dates, tenure types, titles...) are stored once.
+    """
+    texts: dict[str, str] = {}
+    intern = texts.setdefault
+    # A repeated payment ref keeps its last row, as the upserting sinks do.
+    latest: dict[str, tuple[str, _Cells]] = {}
+    for row in rows:
+        cells = tuple(intern(value, value) if value.__class__ is str else value for value in row.cells())
+        latest[row.payment_ref] = (row.rent_group, cells)
+    del texts
+    by_tab: dict[str, list[_Cells]] = {tab: [] for tab in SHEET_TABS}
+    for ref in sorted(latest):
+        rent_group, cells = latest[ref]
+        # A rent group without a tab still gets a place, so no account is silently dropped.
+        by_tab[rent_group if rent_group in by_tab else UNMAPPED_TAB].append(cells)
+    return by_tab
+
+
+def _skeleton(by_tab: dict[str, list[_Cells]]) -> bytes:
     """The workbook without its data rows, from xlsxwriter: every part but the rows.
 
     xlsxwriter costs about 8 µs a cell, 9-10 s for 100,000 rows on a slow 2-core machine,
@@ -152,7 +173,7 @@ def _skeleton(by_tab: dict[str, list[InterimRow]]) -> bytes:
 
 
 def _write_sheet_xml(
-    target: zipfile.ZipFile, name: str, skeleton: str, rows: list[InterimRow], strings: _SharedStrings
+    target: zipfile.ZipFile, name: str, skeleton: str, rows: list[_Cells], strings: _SharedStrings
 ) -> None:
     """Stream the worksheet: xlsxwriter's XML with the data rows spliced in after the header."""
     header_dimension = f'<dimension ref="A1:{_COLUMNS[-1]}1"/>'
@@ -185,7 +206,7 @@ class _SharedStrings:
             self.index.setdefault(text, position)
         self.references = int(root.get("count", "0"))
 
-    def rows_xml(self, rows: list[InterimRow], first_row: int) -> str:
+    def rows_xml(self, rows: list[_Cells], first_row: int) -> str:
         """SpreadsheetML for the rows, blank cells left out; adds their strings to the table."""
         columns = _COLUMNS
         index = self.index
@@ -193,9 +214,9 @@ class _SharedStrings:
         references = 0
         parts: list[str] = []
         append = parts.append
-        for number, row in enumerate(rows, start=first_row):
+        for number, cells in enumerate(rows, start=first_row):
             append(f'<row r="{number}">')
-            for column, value in enumerate(row.cells()):
+            for column, value in enumerate(cells):
                 if value == "":
                     continue
                 if column == _NUM_BEDROOMS:
