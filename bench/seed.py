@@ -229,8 +229,7 @@ def seed_tenure_accounts(url: str, creates: list[dict[str, Any]]) -> None:
     copy, as the listener builds it) and its interim row; the sinks are not registered,
     so a worker starting on it queues every row for them, as for a newly enabled sink.
     """
-    from accounts.adapters.database.repositories import INTERIM_FIELDS
-    from accounts.domain.interim import interim_row
+    from accounts.domain.interim import ROW_FIELDS, interim_row
     from accounts.domain.tenure import RentGroupMap, TenureRecord
 
     fresh_database(url)
@@ -274,7 +273,7 @@ def seed_tenure_accounts(url: str, creates: list[dict[str, Any]]) -> None:
                         "account_id": account.id,
                         "version": 1,
                         "updated_at": at,
-                        **{name: getattr(row, name) for name in INTERIM_FIELDS},
+                        **{name: getattr(row, name) for name in ROW_FIELDS},
                     }
                 )
             connection.execute(t.tenure_copies.insert(), copies)

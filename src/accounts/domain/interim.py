@@ -109,6 +109,14 @@ class InterimRow:
         return [f.name for f in fields(self) if getattr(self, f.name) != getattr(other, f.name)]
 
 
+# InterimRow's fields in order, and the name finance users know each by: its sheet header, or the tab.
+ROW_FIELDS = tuple(f.name for f in fields(InterimRow))
+FIELD_LABELS = {
+    "rent_group": "Rent Group (tab)",
+    **dict(zip((name for name in ROW_FIELDS if name != "rent_group"), HEADERS, strict=True)),
+}
+
+
 def format_date(value: date | None) -> str:
     """dd/MM/yyyy (DATE_FORMAT), spelt out: strftime is the slowest part of a 100,000-row write."""
     return f"{value.day:02}/{value.month:02}/{value.year:04}" if value else ""

@@ -21,7 +21,7 @@ from datetime import date
 from typing import Protocol
 from uuid import UUID
 
-from accounts.domain.interim import HEADERS, InterimRow, format_date, interim_row_from
+from accounts.domain.interim import FIELD_LABELS, InterimRow, format_date, interim_row_from
 from accounts.service.accounts import Clock, sync_interim_row, utc_now
 from accounts.service.ports import InterimSink
 from accounts.service.unit_of_work import UnitOfWork
@@ -30,32 +30,6 @@ log = logging.getLogger(__name__)
 
 REWRITE_BATCH = 1_000_000  # a rewritten sink takes all pending rows in one pass
 SYNC_TABLE = "sync-table"  # the reconcile target for the service's own sync table
-
-# InterimRow field -> the name finance users know it by (the sheet's header; the tab for the rent group).
-FIELD_LABELS = {
-    "payment_ref": HEADERS[0],
-    "rent_group": "Rent Group (tab)",
-    **dict(
-        zip(
-            (
-                "tenure",
-                "start_date",
-                "end_date",
-                "property_ref",
-                "short_address",
-                "address",
-                "post_code",
-                "num_bedrooms",
-                "title",
-                "forename",
-                "surname",
-                "date_of_birth",
-            ),
-            HEADERS[1:],
-            strict=True,
-        )
-    ),
-}
 
 
 class DeliveryLocks(Protocol):

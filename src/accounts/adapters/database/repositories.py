@@ -27,7 +27,7 @@ from accounts.domain.account import (
     tenure_to_wire,
 )
 from accounts.domain.events import EventEnvelope
-from accounts.domain.interim import InterimRow
+from accounts.domain.interim import ROW_FIELDS, InterimRow
 from accounts.domain.polarity import Polarity, TargetType
 from accounts.domain.tenure import TenureRecord
 from accounts.service.unit_of_work import ConcurrencyConflict, DeadLetter, InterimValues, OutboxMessage
@@ -405,26 +405,8 @@ def _copy_record(record: TenureRecord | None) -> TenureRecord | None:
     return TenureRecord(record.tenure_id, dict(record.data), dict(record.stamps), record.complete)
 
 
-INTERIM_FIELDS = (
-    "payment_ref",
-    "rent_group",
-    "tenure",
-    "start_date",
-    "end_date",
-    "property_ref",
-    "short_address",
-    "address",
-    "post_code",
-    "num_bedrooms",
-    "title",
-    "forename",
-    "surname",
-    "date_of_birth",
-)
-
-
 def interim_from_row(row: sa.Row[Any]) -> InterimRow:
-    return InterimRow(**{name: getattr(row, name) for name in INTERIM_FIELDS})
+    return InterimRow(**{name: getattr(row, name) for name in ROW_FIELDS})
 
 
 _STREAM_ROWS = 2_000  # rows a batch, reading the interim rows for a rewrite
@@ -450,7 +432,7 @@ class SqlInterimRows:
         return interim_from_row(row) if row else None
 
     def save(self, account_id: UUID, row: InterimRow, previous: InterimRow | None, at: datetime) -> int:
-        values = {name: getattr(row, name) for name in INTERIM_FIELDS}
+        values = {name: getattr(row, name) for name in ROW_FIELDS}
         if previous is None:
             self.connection.execute(
                 t.interim_rows.insert(), {"account_id": account_id, "version": 1, "updated_at": at, **values}
