@@ -24,7 +24,7 @@ from uuid import UUID
 from accounts.domain.interim import FIELD_LABELS, InterimRow, format_date, interim_row_from
 from accounts.service.accounts import Clock, sync_interim_row, utc_now
 from accounts.service.ports import InterimSink
-from accounts.service.unit_of_work import UnitOfWork
+from accounts.service.unit_of_work import ConcurrencyConflict, UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +67,22 @@ class InterimSync:
     def sink_names(self) -> list[str]:
         return [sink.name for sink in self.sinks]
 
-    def enable_sinks(self) -> list[str]:
-        """Queue every row for a sink switched on for the first time (switching is configuration only)."""
-        with self.uow_factory() as uow:
-            new = uow.interim.enable_sinks(self.sink_names, self.clock())
-            uow.commit()
-        return new
+    def enable_sinks(self, attempts: int = 3) -> list[str]:
+        """Queue every row for a sink switched on for the first time (switching is configuration only).
+
+        Workers starting together race to register a sink; the loser finds it registered on its retry.
+        """
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.uow_factory() as uow:
+                    new = uow.interim.enable_sinks(self.sink_names, self.clock())
+                    uow.commit()
+                return new
+            except ConcurrencyConflict:
+                if attempt == attempts:
+                    raise
+                log.info("another process registered the interim sinks at the same time; reading them again")
+        raise AssertionError("unreachable")
 
     # Delivering ------------------------------------------------------------------
 
