@@ -20,7 +20,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from tests.fixtures.service import Service, wait_until
+from tests.fixtures.service import Service, stop_each_having_applied, wait_until
 from tests.fixtures.tenures import (
     SAMPLE_FILE,
     all_events,
@@ -177,12 +177,7 @@ def test_two_workers_compete_for_the_queue_on_postgresql(service_factory, postgr
     service.check_books(stories, events)
     service.check_accounts_in_database(stories)
     assert service.count("dead_letters") == 0
-    for worker in workers:
-        worker.signal(signal.SIGTERM)
-    for worker in workers:
-        assert worker.wait(30) == 0
-        applied = int(worker.output().rsplit("listener stopped: ", 1)[1].split(" applied")[0])
-        assert applied > 0, f"{worker.name} took part"
+    stop_each_having_applied(workers)
 
 
 @pytest.mark.postgres

@@ -7,14 +7,13 @@ developers sharing the server never see each other's messages.
 from __future__ import annotations
 
 import random
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import unique
-from tests.fixtures.service import Service, delete_rabbitmq_topology, wait_until
+from tests.fixtures.service import Service, delete_rabbitmq_topology, stop_each_having_applied, wait_until
 from tests.fixtures.tenures import (
     SAMPLE_FILE,
     all_events,
@@ -92,12 +91,7 @@ def test_two_workers_share_one_queue_without_applying_anything_twice(
     service.check_books(stories, events)
     service.check_accounts_in_database(stories)
     assert service.count("dead_letters") == 0
-    for worker in workers:
-        worker.signal(signal.SIGTERM)
-    for worker in workers:
-        assert worker.wait(30) == 0
-        applied = int(worker.output().rsplit("listener stopped: ", 1)[1].split(" applied")[0])
-        assert applied > 0, f"{worker.name} took part"
+    stop_each_having_applied(workers)
 
 
 def test_a_worker_killed_mid_drain_loses_nothing_and_applies_nothing_twice(
