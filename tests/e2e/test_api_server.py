@@ -18,6 +18,7 @@ import pytest
 from accounts.domain.payment_reference import has_valid_check_digit
 from accounts.entrypoints.http.auth import mint_token
 from tests.conftest import free_port, make_settings
+from tests.integration.test_api_support import tenure_request
 
 SECRET = "e2e-secret-of-at-least-thirty-two-characters"
 ACCOUNTS = Path(sys.executable).parent / "accounts"
@@ -80,25 +81,7 @@ def test_an_account_is_created_read_changed_and_found_in_arrears_over_real_http(
     tenure_id = str(uuid.uuid4())
     headers = {"Authorization": f"Bearer {server.token}"}
     with httpx.Client(base_url=server.url, headers=headers, timeout=10) as client:
-        created = client.post(
-            "/api/v1/accounts",
-            json={
-                "createdBy": "listener",
-                "paymentReference": "",
-                "targetType": "Tenure",
-                "accountType": "Master",
-                "rentGroupType": "Tenant",
-                "agreementType": "Master Account",
-                "accountStatus": "Active",
-                "targetId": tenure_id,
-                "tenure": {
-                    "tenureId": tenure_id,
-                    "tenureType": {"code": "SEC", "description": "Secure"},
-                    "fullAddress": "Flat 3, 12 Hillman Street, London E8 1DY",
-                    "primaryTenants": [{"id": str(uuid.uuid4()), "fullName": "Ms Jane Smith"}],
-                },
-            },
-        )
+        created = client.post("/api/v1/accounts", json=tenure_request(tenure_id))
         assert created.status_code == 201, created.text
         account = created.json()
         assert has_valid_check_digit(account["paymentReference"])

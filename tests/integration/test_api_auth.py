@@ -15,7 +15,6 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from accounts.bootstrap import Application, bootstrap
 from accounts.entrypoints.http.auth import mint_token
@@ -220,20 +219,6 @@ def test_when_configured_the_issuer_and_audience_must_match(checked_api: Api) ->
     assert status({k: v for k, v in good.items() if k != "aud"}) == 401
     minted = mint_token(api.application.settings, name="N", email="n@x", groups=WRITE)
     assert api.client.get("/api/v1/target-types", headers={"Authorization": f"Bearer {minted}"}).status_code == 200
-
-
-@pytest.fixture(scope="module")
-def rsa_keys() -> tuple[str, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    public = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return private, public
 
 
 @pytest.fixture

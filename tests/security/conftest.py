@@ -12,8 +12,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
 
 from accounts.adapters.database import tables as t
@@ -71,21 +69,6 @@ def tenure_event(tenure_id: str | None = None) -> dict[str, Any]:
         "entityId": tenure,
         "eventData": {"oldData": None, "newData": {"id": tenure}},
     }
-
-
-@pytest.fixture(scope="session")
-def rsa_pair() -> tuple[str, str]:
-    """(private PEM, public PEM)."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    public = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return private, public
 
 
 @pytest.fixture

@@ -146,9 +146,9 @@ def test_every_protected_route_refuses_every_bad_credential_and_changes_nothing(
 
 
 def test_with_rs256_the_public_key_is_no_secret_and_hs256_tokens_are_refused(
-    make_client: Callable[..., tuple[Application, TestClient]], rsa_pair: tuple[str, str], tmp_path: Path
+    make_client: Callable[..., tuple[Application, TestClient]], rsa_keys: tuple[str, str], tmp_path: Path
 ) -> None:
-    private, public = rsa_pair
+    private, public = rsa_keys
     (tmp_path / "public.pem").write_text(public)
     app, client = make_client(jwt_algorithm="RS256", jwt_public_key_path=tmp_path / "public.pem")
     good = f"Bearer {jwt.encode(claims(), private, algorithm='RS256')}"
