@@ -40,7 +40,7 @@ from accounts.domain.account import (
 )
 from accounts.domain.polarity import DEFAULT_TARGET_TYPES
 
-SEED_VERSION = 1  # bump when the seeded rows change shape, so cached databases are rebuilt
+SEED_VERSION = 2  # bump when the seeded rows change shape, so cached databases are rebuilt
 CHUNK = 20_000
 SAMPLE = 5_000
 STREETS = ("Hillman Street", "Mare Street", "Amhurst Road", "Dalston Lane", "Pembury Road", "Well Street")

@@ -16,7 +16,7 @@ from accounts.domain.tenure import RentGroupMap
 from accounts.service.accounts import AccountService
 from accounts.service.interim_sync import InterimSync
 from accounts.service.outbox_relay import OutboxRelay
-from accounts.service.ports import InterimSink, MessageBroker, TenureSource
+from accounts.service.ports import AccountReads, InterimSink, MessageBroker, TenureSource
 from accounts.service.tenure_events import TenureEventHandler
 from accounts.settings import Settings, get_settings
 
@@ -70,6 +70,15 @@ def build_sink(name: str, settings: Settings) -> InterimSink:
     raise ValueError(f"unknown interim sink {name!r}: use spreadsheet or database")
 
 
+def build_reads(engine: sa.Engine) -> AccountReads:
+    """The API's read side: straight from the driver for an embedded SQLite file, else through SQLAlchemy."""
+    from accounts.adapters.database.account_reads import SqlAccountReads, SqliteAccountReads
+
+    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        return SqliteAccountReads(engine)
+    return SqlAccountReads(engine)
+
+
 def build_tenure_source(settings: Settings) -> TenureSource | None:
     if not settings.tenure_api_url:
         return None
@@ -85,6 +94,7 @@ class Application:
     accounts: AccountService
     tenure_events: TenureEventHandler
     interim: InterimSync
+    reads: AccountReads
     sinks: list[InterimSink] = field(default_factory=list)
 
     def uow(self, read_only: bool = False) -> SqlAlchemyUnitOfWork:
@@ -109,6 +119,7 @@ class Application:
         ]
 
     def close(self) -> None:
+        self.reads.close()
         self.engine.dispose()
 
 
@@ -138,4 +149,4 @@ def bootstrap(settings: Settings | None = None, *, run_migrations: bool = False)
         retry_base_seconds=settings.retry_base_seconds,
         retry_max_seconds=min(settings.retry_max_seconds, 30.0),
     )
-    return Application(settings, engine, accounts, tenure_events, interim, sinks)
+    return Application(settings, engine, accounts, tenure_events, interim, build_reads(engine), sinks)

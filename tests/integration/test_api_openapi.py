@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 
 from accounts.adapters.database.engine import create_engine
+from accounts.bootstrap import build_reads
 from accounts.entrypoints.http.app import create_app
 from tests.integration.test_api_support import Api, shared_api, tenure_request
 
@@ -215,6 +216,7 @@ def unavailable(api: Api) -> list[tuple[str, str, httpx.Response]]:
     publisher.close()  # its next broker is made on the dead engine
     application.engine = create_engine(NOWHERE)
     application.accounts.uow_factory = application.uow  # the service's units of work use the dead engine too
+    working_reads, application.reads = application.reads, build_reads(application.engine)
     try:
         one = f"/api/v1/accounts/{uuid.uuid4()}"
         return [
@@ -231,6 +233,7 @@ def unavailable(api: Api) -> list[tuple[str, str, httpx.Response]]:
         application.engine.dispose()
         application.engine = working
         application.accounts.uow_factory = original_factory
+        application.reads = working_reads
         publisher.close()
 
 

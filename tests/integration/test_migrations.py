@@ -1,12 +1,30 @@
-"""The schema comes up once however many processes start together (two workers and the API)."""
+"""The schema comes up once however many processes start together, and later revisions keep the data."""
 
 from __future__ import annotations
 
 import threading
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
 
+import orjson
 import sqlalchemy as sa
 
+from accounts.adapters.database import tables as t
 from accounts.adapters.database.migrate import migrate
+from accounts.adapters.database.repositories import account_values
+from accounts.bootstrap import bootstrap
+from accounts.domain.account import (
+    Account,
+    AccountTenure,
+    AccountType,
+    ConsolidatedCharge,
+    PrimaryTenant,
+    RentGroupType,
+    TenureTypeRef,
+)
+from tests.conftest import make_settings
 
 
 def test_four_processes_migrating_a_new_database_at_once_all_succeed(postgres_database: str) -> None:
@@ -41,3 +59,67 @@ def test_migrating_twice_changes_nothing(sqlite_database: str) -> None:
     with engine.connect() as connection:
         assert connection.execute(sa.text("SELECT count(*) FROM target_types")).scalar_one() == 3
     engine.dispose()
+
+
+def test_accounts_stored_before_revision_0003_are_read_as_before(database_url: str, tmp_path: Path) -> None:
+    """0003 keeps each account's wire JSON for the reads; accounts already stored get theirs."""
+    migrate(database_url, "0002")
+    at = datetime(2025, 4, 7, 9, 30, 15, 123456, tzinfo=UTC)
+    tenure_id = uuid.uuid4()
+    accounts = [
+        Account(
+            id=uuid.uuid4(),
+            target_type="Tenure",
+            target_id=tenure_id,
+            account_type=AccountType.MASTER,
+            payment_reference="1000000009",
+            created_by="Finance Officer",
+            created_at=at,
+            last_updated_by="Finance Officer",
+            last_updated_at=at,
+            rent_group_type=RentGroupType.TENANT,
+            agreement_type="Master Account",
+            account_balance=Decimal("-1234.50"),
+            consolidated_balance=Decimal("10.00"),
+            start_date=at,
+            consolidated_charges=(ConsolidatedCharge("Rent", "Weekly", Decimal("123.45")),),
+            tenure=AccountTenure(
+                tenure_id, TenureTypeRef("SEC", "Secure"), "1 Mare Street", (PrimaryTenant(uuid.uuid4(), "J Smith"),)
+            ),
+            version=3,
+        ),
+        Account(
+            id=uuid.uuid4(),
+            target_type="Tenure",
+            target_id=tenure_id,
+            account_type=AccountType.SUNDRY,
+            payment_reference="1000000017",
+            created_by="Finance Officer",
+            created_at=at.replace(second=16),
+            last_updated_by="Finance Officer",
+            last_updated_at=at,
+        ),
+    ]
+    engine = sa.create_engine(database_url)
+    with engine.begin() as connection:
+        for account in accounts:
+            row = account_values(account, Decimal("0.00"))
+            del row["wire"]  # not a column before 0003
+            connection.execute(sa.insert(t.accounts).values(row))
+    engine.dispose()
+
+    migrate(database_url)
+
+    application = bootstrap(make_settings(database_url, tmp_path))
+    try:
+        first = application.reads.account(accounts[0].id)
+        assert first is not None and first.version == 3
+        wire = orjson.loads(first.wire)
+        assert wire["accountBalance"] == -1234.5 and b'"accountBalance":-1234.50' in first.wire
+        assert wire["createdAt"] == "2025-04-07T09:30:15.123456Z"
+        assert wire["tenure"]["fullAddress"] == "1 Mare Street"
+        assert wire["consolidatedCharges"] == [{"type": "Rent", "frequency": "Weekly", "amount": 123.45}]
+        listed = [orjson.loads(item)["id"] for item in application.reads.by_target(tenure_id, None)]
+        assert listed == [str(account.id) for account in accounts]
+    finally:
+        application.close()

@@ -231,7 +231,11 @@ def to_wire(account: Account) -> dict[str, Any]:
 
 def etag(account: Account) -> str:
     """A strong ETag: the account id and its version."""
-    return f'"{account.id}-{account.version}"'
+    return version_tag(account.id, account.version)
+
+
+def version_tag(account_id: UUID, version: int) -> str:
+    return f'"{account_id}-{version}"'
 
 
 def wire_difference(old: dict[str, Any], new: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from uuid import UUID
 
+from accounts.domain.account import version_tag
 from accounts.domain.interim import InterimRow
 
 # Logical topics. Each broker adapter maps them to its own names (exchange, queue, topic ARN).
@@ -80,3 +81,31 @@ class TenureSource(Protocol):
 
 class TransientError(Exception):
     """Worth retrying later: a server down, a timeout, a 5xx."""
+
+
+@dataclass(frozen=True)
+class StoredAccount:
+    """An account as the API answers it: its wire JSON, and its version for the ETag."""
+
+    account_id: UUID
+    wire: bytes
+    version: int
+
+    @property
+    def etag(self) -> str:
+        return version_tag(self.account_id, self.version)
+
+
+class AccountReads(Protocol):
+    """The API's read side: accounts as stored wire JSON, no `Account` built (the reads are the hot path)."""
+
+    # True when a read answers in microseconds without waiting on a network (an embedded
+    # SQLite file): it may then run on the event loop instead of a worker thread.
+    inline: bool
+
+    def account(self, account_id: UUID) -> StoredAccount | None: ...
+
+    def by_target(self, target_id: UUID, account_type: str | None) -> list[bytes]:
+        """The wire JSON of the target's accounts (of one type, if given), oldest first."""
+
+    def close(self) -> None: ...

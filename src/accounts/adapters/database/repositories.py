@@ -25,6 +25,7 @@ from accounts.domain.account import (
     RentGroupType,
     TenureTypeRef,
     tenure_to_wire,
+    to_wire,
 )
 from accounts.domain.events import EventEnvelope
 from accounts.domain.interim import ROW_FIELDS, InterimRow
@@ -111,7 +112,20 @@ def account_values(account: Account, amount_owed: Decimal) -> dict[str, Any]:
         ],
         "tenure": tenure_to_wire(account.tenure),
         "version": account.version,
+        "wire": account_json(account).decode(),
     }
+
+
+def account_json(account: Account) -> bytes:
+    """The account's wire JSON, money as exact two-place numbers: what GET answers, byte for byte."""
+    try:
+        return orjson.dumps(to_wire(account), default=_exact_money)
+    except orjson.JSONEncodeError as error:
+        if "surrogate" not in str(error):
+            raise
+        # Text that is not Unicode (a lone surrogate escaped in some JSON): no database can store
+        # it either, so it is refused as the driver would refuse it, never retried.
+        raise UnicodeEncodeError("utf-8", str(error), 0, 1, "a lone surrogate is not storable text") from error
 
 
 # The listener's and the API's hot statements, built once: building a statement and its

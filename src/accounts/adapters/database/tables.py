@@ -55,6 +55,9 @@ accounts = sa.Table(
     sa.Column("consolidated_charges", sa.JSON, nullable=False),
     sa.Column("tenure", sa.JSON),
     sa.Column("version", sa.Integer, nullable=False),
+    # The account as the API answers it (its wire JSON), written with every change: the
+    # reads serve it as it is instead of building an Account and serialising it each time.
+    sa.Column("wire", sa.Text),
     sa.Index("ix_accounts_target", "target_id", "account_type"),
     sa.Index("ux_accounts_payment_reference", "payment_reference", unique=True),
     sa.Index("ix_accounts_arrears_by_type", "account_type", "amount_owed"),

@@ -27,8 +27,8 @@ from accounts.entrypoints.http.schemas import (
     Health,
     TargetTypeList,
 )
-from accounts.service.accounts import ARREARS_SORT_NAMES
-from accounts.service.ports import TENURE_TOPIC
+from accounts.service.accounts import ARREARS_SORT_NAMES, AccountNotFound
+from accounts.service.ports import TENURE_TOPIC, StoredAccount
 
 MAX_EVENTS_PER_REQUEST = 1000
 # An account is four levels deep (tenure.primaryTenants[0].fullName) and an event envelope
@@ -82,6 +82,15 @@ def account_response(account: Account, status: int = 200, headers: dict[str, str
 
 def account_list(accounts: list[Account]) -> Response:
     return json_response({"accountResponseList": [to_wire(account) for account in accounts]})
+
+
+def stored_account_response(stored: StoredAccount) -> Response:
+    """An account read as stored (its wire JSON): the same bytes `account_response` gives."""
+    return Response(stored.wire, media_type="application/json", headers={"ETag": stored.etag})
+
+
+def stored_list_response(wires: list[bytes]) -> Response:
+    return Response(b'{"accountResponseList":[' + b",".join(wires) + b"]}", media_type="application/json")
 
 
 def _reject_constant(name: str) -> Any:
@@ -195,7 +204,8 @@ def build_router() -> APIRouter:
         if not targetId:
             raise ApiProblem(400, "targetId is required", [{"name": "targetId", "reason": "is required"}])
         target = parse_uuid(targetId, "targetId")
-        return account_list(services(request).accounts.by_target(target, accountType or type))
+        chosen = accountType or type
+        return stored_list_response(services(request).reads.by_target(target, chosen.value if chosen else None))
 
     @router.get(
         "/accounts/arrears",
@@ -257,7 +267,11 @@ def build_router() -> APIRouter:
     )
     def get_account(request: Request, id: AccountId) -> Response:
         reader(request)
-        return account_response(services(request).accounts.get(parse_uuid(id, "id")))
+        account_id = parse_uuid(id, "id")
+        stored = services(request).reads.account(account_id)
+        if stored is None:
+            raise AccountNotFound(account_id)
+        return stored_account_response(stored)
 
     @router.post(
         "/accounts",

@@ -1,0 +1,108 @@
+"""The API's read side: the stored wire JSON of accounts, straight from the database.
+
+Two implementations of one port. `SqlAccountReads` works on any database through
+SQLAlchemy and is called from a worker thread. `SqliteAccountReads` reads an embedded
+SQLite file through the driver itself: an indexed read there takes microseconds, so it
+is called on the event loop; going through SQLAlchemy cost several times the query.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy import exc
+
+from accounts.adapters.database import tables as t
+from accounts.adapters.database.unit_of_work import translate
+from accounts.service.ports import StoredAccount, TransientError
+
+_accounts = t.accounts.c
+_ACCOUNT = sa.select(_accounts.wire, _accounts.version).where(_accounts.id == sa.bindparam("id"))
+_BY_TARGET = (
+    sa.select(_accounts.wire)
+    .where(_accounts.target_id == sa.bindparam("target_id"))
+    .order_by(_accounts.created_at, _accounts.id)
+)
+_BY_TARGET_AND_TYPE = _BY_TARGET.where(_accounts.account_type == sa.bindparam("account_type"))
+
+
+class SqlAccountReads:
+    inline = False
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    def account(self, account_id: UUID) -> StoredAccount | None:
+        rows = self._rows(_ACCOUNT, {"id": account_id})
+        return StoredAccount(account_id, rows[0].wire.encode(), rows[0].version) if rows else None
+
+    def by_target(self, target_id: UUID, account_type: str | None) -> list[bytes]:
+        if account_type is None:
+            rows = self._rows(_BY_TARGET, {"target_id": target_id})
+        else:
+            rows = self._rows(_BY_TARGET_AND_TYPE, {"target_id": target_id, "account_type": account_type})
+        return [row.wire.encode() for row in rows]
+
+    def _rows(self, statement: sa.Select[Any], parameters: dict[str, Any]) -> Sequence[sa.Row[Any]]:
+        try:
+            with self.engine.connect() as connection:
+                return connection.execute(statement, parameters).all()
+        except exc.DBAPIError as error:
+            raise translate(error) from error
+
+    def close(self) -> None:
+        """The engine belongs to the application."""
+
+
+class SqliteAccountReads:
+    """One driver connection per thread (in practice the event loop's), taken from the engine's pool
+    so it has the engine's settings (WAL, busy timeout); uuids are stored as 32 hex digits."""
+
+    inline = True
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self.local = threading.local()
+        self.held: list[Any] = []
+        self.lock = threading.Lock()
+
+    def _connection(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self.local, "connection", None)
+        if connection is None:
+            pooled = self.engine.raw_connection()
+            with self.lock:
+                self.held.append(pooled)
+            connection = pooled.driver_connection
+            assert isinstance(connection, sqlite3.Connection)
+            self.local.connection = connection
+        return connection
+
+    def account(self, account_id: UUID) -> StoredAccount | None:
+        rows = self._rows("SELECT wire, version FROM accounts WHERE id = ?", (account_id.hex,))
+        return StoredAccount(account_id, rows[0][0].encode(), rows[0][1]) if rows else None
+
+    def by_target(self, target_id: UUID, account_type: str | None) -> list[bytes]:
+        parameters: tuple[str, ...]
+        if account_type is None:
+            sql, parameters = "SELECT wire FROM accounts WHERE target_id = ? ORDER BY created_at, id", (target_id.hex,)
+        else:
+            sql = "SELECT wire FROM accounts WHERE target_id = ? AND account_type = ? ORDER BY created_at, id"
+            parameters = (target_id.hex, account_type)
+        return [row[0].encode() for row in self._rows(sql, parameters)]
+
+    def _rows(self, sql: str, parameters: tuple[str, ...]) -> list[Any]:
+        try:
+            return self._connection().execute(sql, parameters).fetchall()
+        except sqlite3.OperationalError as error:
+            raise TransientError(f"database unavailable: {error}") from error
+
+    def close(self) -> None:
+        with self.lock:
+            held, self.held = self.held, []
+        for pooled in held:
+            pooled.close()

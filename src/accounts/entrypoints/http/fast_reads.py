@@ -1,0 +1,102 @@
+"""The two hottest reads, answered before FastAPI's middleware and routing.
+
+`GET /api/v1/accounts/{id}` and `GET /api/v1/accounts?targetId=` are most of the
+API's traffic. Through FastAPI's layers (its middleware, router, dependency solving,
+a worker-thread hop) a read cost several times its query. Here a read that is plainly
+fine (a cached token in a read group, a well-formed id, an account found) is answered
+directly, with the same `Response` the routes build. Anything else (no token, a bad
+id, an unknown account, an unusual query, a database error) is not answered here: the
+request goes on through FastAPI unchanged, which gives every error exactly as before.
+So the fast path has no error handling of its own to drift from the routes'.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl
+from uuid import UUID
+
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+from starlette.types import Scope
+
+from accounts.bootstrap import Application
+from accounts.domain.account import AccountType
+from accounts.entrypoints.http.auth import TokenVerifier
+from accounts.entrypoints.http.problems import ApiProblem
+from accounts.entrypoints.http.routes import stored_account_response, stored_list_response
+
+log = logging.getLogger(__name__)
+R = TypeVar("R")
+
+ACCOUNTS_PATH = "/api/v1/accounts"
+ACCOUNT_PREFIX = ACCOUNTS_PATH + "/"
+ACCOUNT_TYPES = frozenset(account_type.value for account_type in AccountType)
+TARGET_PARAMETERS = frozenset({"targetId", "accountType", "type"})
+
+
+class FastReads:
+    def __init__(self, application: Application, verifier: TokenVerifier) -> None:
+        self.application = application  # its `reads` looked up on each request, as the routes do
+        self.verifier = verifier
+        self.read_groups = list(application.settings.read_groups)
+
+    async def answer(self, scope: Scope) -> Response | None:
+        """The response to a plainly good account read, or None to let the full stack answer."""
+        if scope["method"] != "GET":
+            return None
+        path: str = scope["path"]
+        if path.startswith(ACCOUNT_PREFIX):
+            account_id = _uuid(path[len(ACCOUNT_PREFIX) :])
+            if account_id is None or not self._may_read(scope):
+                return None
+            stored = await self._read(self.application.reads.account, account_id)
+            return None if stored is None else stored_account_response(stored)
+        if path == ACCOUNTS_PATH:
+            query = _target_query(scope["query_string"])
+            if query is None or not self._may_read(scope):
+                return None
+            wires = await self._read(self.application.reads.by_target, *query)
+            return None if wires is None else stored_list_response(wires)
+        return None
+
+    def _may_read(self, scope: Scope) -> bool:
+        authorization = next((value for name, value in scope["headers"] if name == b"authorization"), None)
+        if authorization is None:
+            return False
+        try:
+            self.verifier.authorise(authorization.decode("latin-1"), self.read_groups, "read accounts")
+        except ApiProblem:
+            return False
+        return True
+
+    async def _read(self, read: Callable[..., R], *args: Any) -> R | None:
+        try:
+            if self.application.reads.inline:
+                return read(*args)
+            return await run_in_threadpool(read, *args)
+        except Exception as error:  # the full stack meets it again and answers it (503 and so on)
+            log.debug("fast read failed (%r); the full stack answers instead", error)
+            return None
+
+
+def _uuid(text: str) -> UUID | None:
+    try:
+        return UUID(text)
+    except ValueError:
+        return None
+
+
+def _target_query(query_string: bytes) -> tuple[UUID, str | None] | None:
+    """(target id, account type) from a plain `targetId=...[&accountType=...]` query, else None."""
+    pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+    params = dict(pairs)
+    if len(params) != len(pairs) or not params.keys() <= TARGET_PARAMETERS:
+        return None
+    target_id = _uuid(params.get("targetId", ""))
+    chosen = [params[name] for name in ("accountType", "type") if name in params]
+    if target_id is None or any(value not in ACCOUNT_TYPES for value in chosen):
+        return None
+    return target_id, chosen[0] if chosen else None
