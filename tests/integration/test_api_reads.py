@@ -8,6 +8,7 @@ stack. A client must not be able to tell which answered it (SQLite and PostgreSQ
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
 from collections.abc import Iterator
 
@@ -143,3 +144,21 @@ def test_the_fast_path_answers_plain_reads_and_leaves_everything_else_to_the_ful
     assert not answered("/api/v1/accounts", f"targetId={account['targetId']}&sort=1")
     assert not answered("/api/v1/accounts", "")
     assert not answered("/api/v1/accounts/arrears")
+
+
+def test_reads_from_many_short_lived_threads_leave_the_writers_their_connections(api: Api) -> None:
+    """Each thread's read connection goes with its thread: the pool the writers use is never drained."""
+    account = api.create()
+    found: list[bool] = []
+
+    def read() -> None:
+        found.append(api.application.reads.account(uuid.UUID(account["id"])) is not None)
+
+    for _ in range(4):
+        threads = [threading.Thread(target=read) for _ in range(25)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    assert found == [True] * 100
+    assert api.post(tenure_request()).status_code == 201

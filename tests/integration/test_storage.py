@@ -7,12 +7,14 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+from accounts.adapters.database import engine as engine_module
 from accounts.adapters.database import tables as t
-from accounts.bootstrap import Application
+from accounts.bootstrap import Application, bootstrap
 from accounts.domain.account import (
     Account,
     AccountStatus,
@@ -27,8 +29,9 @@ from accounts.domain.account import (
 from accounts.domain.events import account_created
 from accounts.domain.payment_reference import from_serial, has_valid_check_digit
 from accounts.domain.polarity import Polarity
-from accounts.service.ports import ACCOUNTS_TOPIC
+from accounts.service.ports import ACCOUNTS_TOPIC, TransientError
 from accounts.service.unit_of_work import ConcurrencyConflict
+from tests.conftest import make_settings
 from tests.integration.test_api_support import shared_api
 
 OFFICER = Actor("Finance Officer", "finance.officer@hackney.gov.uk")
@@ -295,3 +298,33 @@ def test_a_database_that_is_not_there_is_a_transient_error() -> None:
             uow.accounts.get(uuid.uuid4())
     finally:
         dead.dispose()
+
+
+def test_writers_in_one_process_take_turns_and_a_writer_kept_waiting_hears_the_database_is_busy(
+    sqlite_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite: write transactions queue on the process's writer turn; reads never wait for it."""
+    application = bootstrap(make_settings(sqlite_database, tmp_path), run_migrations=True)
+    monkeypatch.setattr(engine_module, "WRITER_WAIT_SECONDS", 0.2)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_a_write_transaction() -> None:
+        with application.uow() as uow:
+            holding.set()
+            release.wait(10)
+            uow.commit()
+
+    holder = threading.Thread(target=hold_a_write_transaction)
+    holder.start()
+    try:
+        assert holding.wait(10)
+        with application.uow(read_only=True) as uow:  # a read goes ahead
+            assert uow.target_types.get("Tenure") is not None
+        with pytest.raises(TransientError, match="busy"), application.uow() as uow:
+            pass
+    finally:
+        release.set()
+        holder.join(10)
+    with application.uow() as uow:  # the turn was given back
+        uow.commit()
+    application.close()

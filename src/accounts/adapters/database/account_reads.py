@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import weakref
 from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
@@ -18,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc
 
 from accounts.adapters.database import tables as t
+from accounts.adapters.database.engine import configure_sqlite_connection
 from accounts.adapters.database.unit_of_work import translate
 from accounts.service.ports import StoredAccount, TransientError
 
@@ -60,26 +62,31 @@ class SqlAccountReads:
 
 
 class SqliteAccountReads:
-    """One driver connection per thread (in practice the event loop's), taken from the engine's pool
-    so it has the engine's settings (WAL, busy timeout); uuids are stored as 32 hex digits."""
+    """A driver connection of its own per thread (in practice the event loop's), with the engine's
+    settings (WAL, busy timeout); it closes with its thread. Uuids are stored as 32 hex digits."""
 
     inline = True
 
     def __init__(self, engine: sa.Engine) -> None:
-        self.engine = engine
+        self.path = str(engine.url.database)
         self.local = threading.local()
-        self.held: list[Any] = []
+        # Every connection opened, with its thread: those of finished threads are closed.
+        self.opened: list[tuple[weakref.ref[threading.Thread], sqlite3.Connection]] = []
         self.lock = threading.Lock()
 
     def _connection(self) -> sqlite3.Connection:
         connection: sqlite3.Connection | None = getattr(self.local, "connection", None)
         if connection is None:
-            pooled = self.engine.raw_connection()
-            with self.lock:
-                self.held.append(pooled)
-            connection = pooled.driver_connection
-            assert isinstance(connection, sqlite3.Connection)
+            connection = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            configure_sqlite_connection(connection)
+            connection.execute("PRAGMA query_only=ON")
             self.local.connection = connection
+            with self.lock:
+                finished = [c for thread, c in self.opened if not ((owner := thread()) and owner.is_alive())]
+                self.opened = [(thread, c) for thread, c in self.opened if c not in finished]
+                self.opened.append((weakref.ref(threading.current_thread()), connection))
+            for old in finished:
+                old.close()
         return connection
 
     def account(self, account_id: UUID) -> StoredAccount | None:
@@ -103,6 +110,7 @@ class SqliteAccountReads:
 
     def close(self) -> None:
         with self.lock:
-            held, self.held = self.held, []
-        for pooled in held:
-            pooled.close()
+            opened, self.opened = self.opened, []
+            self.local = threading.local()
+        for _thread, connection in opened:
+            connection.close()

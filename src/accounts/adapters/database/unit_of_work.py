@@ -9,7 +9,7 @@ from types import TracebackType
 import sqlalchemy as sa
 from sqlalchemy import exc
 
-from accounts.adapters.database.engine import WRITE
+from accounts.adapters.database.engine import WRITE, WriterBusy, writer_turn
 from accounts.adapters.database.repositories import (
     SqlAccountRepository,
     SqlDeadLetters,
@@ -64,14 +64,23 @@ class SqlAlchemyUnitOfWork:
         self.read_only = read_only
 
     def __enter__(self) -> SqlAlchemyUnitOfWork:
+        self.turn = contextlib.ExitStack()
         try:
+            if not self.read_only:
+                self.turn.enter_context(writer_turn(self.engine))
             connection = self.engine.connect()
             if not self.read_only:
                 connection = connection.execution_options(**{WRITE: True})
             self.connection = connection
             self.transaction = connection.begin()
         except exc.DBAPIError as error:
+            self.turn.close()
             raise translate(error) from error
+        except WriterBusy as error:
+            raise TransientError(str(error)) from None
+        except BaseException:
+            self.turn.close()
+            raise
         self.accounts = SqlAccountRepository(connection)
         self.target_types = SqlTargetTypeRepository(connection)
         self.payment_references = SqlPaymentReferenceSerials(connection)
@@ -91,7 +100,10 @@ class SqlAlchemyUnitOfWork:
         except exc.DBAPIError:
             pass  # the connection is gone; the server rolled back for us
         finally:
-            self.connection.close()
+            try:
+                self.connection.close()
+            finally:
+                self.turn.close()
         if isinstance(error, exc.DBAPIError):
             translated = translate(error)
             if translated is not error:
