@@ -144,14 +144,18 @@ class TenureEventHandler:
     def handle_many(self, events: Sequence[EventEnvelope]) -> list[Outcome | Exception]:
         """Apply several events in one transaction, each in a savepoint of its own.
 
-        An event that fails is undone alone and its error stands in its place in the
-        result; the caller gives it the one-by-one treatment (`handle`, which also asks
-        the Tenure API about unseen tenures). The others commit together, each with its
-        processed-event record, so exactly once holds as for `handle`. An error raised
-        here (the commit, the database) means nothing was applied.
+        The unit of work is in batch mode: what the events need is read ahead in a few
+        queries and their writes go to the database together at commit. An event that
+        fails is undone alone and its error stands in its place in the result; the caller
+        gives it the one-by-one treatment (`handle`, which also asks the Tenure API about
+        unseen tenures). The others commit together, each with its processed-event record,
+        so exactly once holds as for `handle`. An error raised here (the commit, the
+        database, a race lost at commit) means nothing was applied.
         """
         results: list[Outcome | Exception] = []
         with self.uow_factory() as uow:
+            handled = [event for event in events if event.event_type in TENURE_EVENT_TYPES]
+            uow.start_batch([event.id for event in handled], [event.entity_id for event in handled])
             for event in events:
                 if event.event_type not in TENURE_EVENT_TYPES:
                     log.info("skipping event %s of unknown type %s", event.id, event.event_type)

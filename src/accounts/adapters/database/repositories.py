@@ -270,7 +270,9 @@ class SqlTargetTypeRepository:
 
     def all(self) -> list[TargetType]:
         rows = self.connection.execute(sa.select(t.target_types).order_by(t.target_types.c.name))
-        return [TargetType(row.name, Polarity(row.polarity), row.description) for row in rows]
+        found = [TargetType(row.name, Polarity(row.polarity), row.description) for row in rows]
+        self._known.update((target_type.name, target_type) for target_type in found)
+        return found
 
 
 class SqlPaymentReferenceSerials:
