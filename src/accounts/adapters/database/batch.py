@@ -92,6 +92,11 @@ _INTERIM_BY_ACCOUNTS = sa.select(t.interim_rows).where(
 _UPDATE_INTERIM_ROW = t.interim_rows.update().where(
     t.interim_rows.c.account_id == sa.bindparam("b_account_id"), t.interim_rows.c.version == sa.bindparam("b_version")
 )
+_INSERT_PROCESSED = t.processed_events.insert()
+_INSERT_TENURE = t.tenure_copies.insert()
+_INSERT_ACCOUNT = t.accounts.insert()
+_INSERT_OUTBOX = t.outbox.insert()
+_INSERT_INTERIM_ROW = t.interim_rows.insert()
 _counter = t.payment_reference_counter
 _READ_COUNTER = sa.select(_counter.c.next_serial).where(_counter.c.name == PRN_COUNTER).with_for_update()
 _WRITE_COUNTER = _counter.update().where(_counter.c.name == PRN_COUNTER).values(next_serial=sa.bindparam("serial"))
@@ -100,6 +105,66 @@ _WRITE_COUNTER = _counter.update().where(_counter.c.name == PRN_COUNTER).values(
 def _chunks(keys: Sequence[K]) -> Iterator[list[K]]:
     for start in range(0, len(keys), _IN_CHUNK):
         yield list(keys[start : start + _IN_CHUNK])
+
+
+# SQLite: a statement compiled once per set of keys, with its parameter order and SQLAlchemy's own
+# converters (the stored forms stay SQLAlchemy's), for the driver's executemany. See `executemany`.
+_Compiled = tuple[str, list[tuple[str, Callable[[Any], Any] | None, bool, Any]]]
+_COMPILED: dict[tuple[int, tuple[str, ...]], tuple[sa.Executable, _Compiled]] = {}
+
+
+def _compile_for_sqlite(connection: sa.Connection, statement: sa.Executable, keys: tuple[str, ...]) -> _Compiled:
+    cache_key = (id(statement), keys)
+    cached = _COMPILED.get(cache_key)
+    if cached is not None and cached[0] is statement:
+        return cached[1]
+    compiled = statement.compile(dialect=connection.dialect, column_keys=list(keys))  # type: ignore[attr-defined]
+    if compiled.positiontup is None or compiled.literal_execute_params or compiled.post_compile_params:
+        raise TypeError(f"not a statement for executemany: {compiled.string}")
+    processors = compiled._bind_processors
+    order = []
+    for name in compiled.positiontup:
+        process = processors.get(name)
+        if name in keys:
+            order.append((name, process, False, None))
+        else:  # a value fixed in the statement, such as the 1 of `version + 1`
+            value = compiled.binds[name].effective_value
+            order.append((name, None, True, value if process is None else process(value)))
+    result: _Compiled = (compiled.string, order)
+    _COMPILED[cache_key] = (statement, result)
+    return result
+
+
+def executemany(connection: sa.Connection, statement: sa.Executable, rows: Sequence[dict[str, Any]]) -> int:
+    """Run `statement` once for each row, in order; return the number of rows it changed.
+
+    On SQLite the rows go straight to the driver's executemany, converted by SQLAlchemy's own
+    bind processors: half the cost of `Connection.execute`, which rebuilds every row's parameters
+    through its generic machinery. Elsewhere (PostgreSQL) `Connection.execute` as usual.
+    """
+    if not rows:
+        return 0
+    if connection.dialect.name != "sqlite":
+        return int(connection.execute(statement, list(rows)).rowcount)
+    sql, order = _compile_for_sqlite(connection, statement, tuple(rows[0]))
+    parameters = [
+        tuple(
+            constant if fixed else row[name] if process is None else process(row[name])
+            for name, process, fixed, constant in order
+        )
+        for row in rows
+    ]
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.executemany(sql, parameters)
+        return int(cursor.rowcount)
+    except Exception as error:
+        base = connection.dialect.loaded_dbapi.Error
+        if isinstance(error, base):
+            raise sa.exc.DBAPIError.instance(sql, None, error, base, dialect=connection.dialect) from error
+        raise
+    finally:
+        cursor.close()
 
 
 class Flushes(Protocol):
@@ -192,7 +257,7 @@ class BatchProcessedEvents(SqlProcessedEvents):
 
     def flush(self) -> None:
         if self._rows:
-            self.connection.execute(t.processed_events.insert(), self._rows)
+            executemany(self.connection, _INSERT_PROCESSED, self._rows)
             self._rows = []
 
 
@@ -241,16 +306,16 @@ class BatchTenureCopies(SqlTenureCopies):
             else:
                 inserts.append({"tenure_id": tenure_id, **values})
         if inserts:
-            self.connection.execute(t.tenure_copies.insert(), inserts)
+            executemany(self.connection, _INSERT_TENURE, inserts)
         if updates:
-            _expect_rows(self.connection.execute(_UPDATE_TENURE, updates), len(updates), "tenure copies")
+            _expect_rows(executemany(self.connection, _UPDATE_TENURE, updates), len(updates), "tenure copies")
         self._stored.update(self._dirty)
         self._dirty = {}
 
 
-def _expect_rows(result: sa.CursorResult[Any], expected: int, what: str) -> None:
-    if result.rowcount != expected:
-        raise ConcurrencyConflict(f"{what}: {result.rowcount} of {expected} rows were still as read")
+def _expect_rows(changed: int, expected: int, what: str) -> None:
+    if changed != expected:
+        raise ConcurrencyConflict(f"{what}: {changed} of {expected} rows were still as read")
 
 
 class BatchAccounts(SqlAccountRepository):
@@ -361,9 +426,9 @@ class BatchAccounts(SqlAccountRepository):
                 del values["id"]
                 updates.append({"b_id": account_id, "b_expected_version": stored, **values})
         if inserts:
-            self.connection.execute(t.accounts.insert(), inserts)
+            executemany(self.connection, _INSERT_ACCOUNT, inserts)
         if updates:
-            _expect_rows(self.connection.execute(_UPDATE_ACCOUNT, updates), len(updates), "accounts")
+            _expect_rows(executemany(self.connection, _UPDATE_ACCOUNT, updates), len(updates), "accounts")
         for account_id in self._dirty:
             self._stored_version[account_id] = self._current[account_id].version
         self._dirty = {}
@@ -423,7 +488,7 @@ class BatchOutbox(SqlOutbox):
 
     def flush(self) -> None:
         if self._rows:
-            self.connection.execute(t.outbox.insert(), self._rows)
+            executemany(self.connection, _INSERT_OUTBOX, self._rows)
             self._rows = []
 
     def pending(self, limit: int) -> list[OutboxMessage]:
@@ -494,9 +559,9 @@ class BatchInterimRows(SqlInterimRows):
                     {"b_account_id": account_id, "b_version": stored, "version": version, "updated_at": at, **values}
                 )
         if updates:
-            _expect_rows(self.connection.execute(_UPDATE_INTERIM_ROW, updates), len(updates), "interim rows")
+            _expect_rows(executemany(self.connection, _UPDATE_INTERIM_ROW, updates), len(updates), "interim rows")
         if inserts:
-            self.connection.execute(t.interim_rows.insert(), inserts)
+            executemany(self.connection, _INSERT_INTERIM_ROW, inserts)
         for account_id in self._dirty:
             entry = self._current[account_id]
             assert entry is not None
@@ -512,7 +577,7 @@ class BatchInterimRows(SqlInterimRows):
             return
         upsert = _PENDING_UPSERTS.get(self.connection.dialect.name)
         if upsert is not None:
-            self.connection.execute(upsert, marks)  # in order: a later mark of the same row comes after
+            executemany(self.connection, upsert, marks)  # in order: a later mark of the same row comes after
             return
         pending = t.interim_pending
         for mark in marks:
