@@ -276,3 +276,21 @@ def test_an_account_changed_by_another_transaction_during_a_batch_fails_its_comm
 
     stored = application.accounts.by_target(tenure_id, AccountType.MASTER)[0]
     assert stored.account_balance == Decimal("0.00")
+
+
+def test_a_batch_of_updates_to_stored_accounts_commits_as_one(
+    application: Application, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Creates in one batch, their updates in the next: the versioned updates are written together."""
+    rng = random.Random(36)
+    tales = [story(rng).moved_to(f"{n} Mare Street, London E8 3RH").ended() for n in range(1, 6)]
+    caplog.set_level("INFO", logger="accounts.entrypoints.worker")
+
+    run_batch(application, *(tale.events[0] for tale in tales))
+    listener = run_batch(application, *(event for tale in tales for event in tale.events[1:]))
+
+    assert "failed as a whole" not in caplog.text
+    for tale in tales:
+        assert decided_by_tenure(wire(application, tale.tenure_id)) == in_order(tale)
+    assert listener.processed == 10 and listener.retried == 0
+    assert outbox_types(application) == ["AccountCreatedEvent"] * 5 + ["AccountUpdatedEvent"] * 10
