@@ -131,8 +131,11 @@ class SqlAlchemyUnitOfWork:
         outbox = BatchOutbox(connection, journal)
         processed = BatchProcessedEvents(connection, journal)
         try:
-            processed.read_ahead(event_ids)
+            # The tenure copies first: locking them (PostgreSQL) waits for a competing batch about the
+            # same tenures to commit, and what is read after that (its processed ids, its accounts) is
+            # then what that batch left.
             tenures.read_ahead(entity_ids)
+            processed.read_ahead(event_ids)
             accounts.read_ahead(entity_ids)
             interim.read_ahead(accounts.known_ids())
             interim.registered_sinks()
