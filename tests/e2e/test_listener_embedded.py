@@ -139,7 +139,7 @@ def test_a_worker_killed_mid_drain_loses_nothing_and_applies_nothing_twice(servi
 
 def test_sigterm_finishes_the_batch_in_hand_and_the_next_worker_takes_the_rest(service_factory, tmp_path: Path) -> None:
     service: Service = service_factory(sqlite_url(tmp_path), worker_batch_size=25)
-    stories = realistic_stories(60, seed=131)
+    stories = realistic_stories(400, seed=131)  # enough that the worker cannot finish before the SIGTERM
     events = all_events(stories)
     service.migrate()
     service.publish_events(events)

@@ -79,7 +79,7 @@ def count(app: Application, table: sa.Table) -> int:
 
 
 def test_shuffled_duplicated_events_on_the_queue_give_the_in_order_accounts(make_app) -> None:
-    app = make_app()
+    app = make_app(worker_batch_size=5)  # small batches: some updates come in a batch before their create's
     broker = app.broker()
     stories = realistic_stories(18, seed=31)
     events = all_events(stories)
@@ -389,3 +389,18 @@ def test_a_claim_whose_answer_was_lost_is_handed_back_uncounted(make_app) -> Non
     again = broker.receive(10, 0.1)
 
     assert len(again) == 2 and [m.attempts for m in again] == [1, 1]
+
+
+def test_a_workbook_rewrite_rest_ends_when_the_listener_has_drained_a_burst(make_app) -> None:
+    """After a rewrite the flusher rests (the listener keeps the interpreter while events stream in);
+    once the queue is empty after a burst, the last rows go to the workbook without waiting that out."""
+    worker = Worker(make_app(), consume=False, relay=False, sync=False)
+    threading.Timer(0.2, worker.drained.set).start()
+    started = time.monotonic()
+    assert worker._rest(30.0) == 0.0
+    assert time.monotonic() - started < 5.0
+    assert not worker.drained.is_set()  # taken: the next rest is a whole one again
+    worker.stop.set()
+    started = time.monotonic()
+    worker._rest(30.0)  # stopping ends a rest too
+    assert time.monotonic() - started < 1.0

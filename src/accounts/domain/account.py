@@ -148,10 +148,10 @@ class Account:
         for index, charge in enumerate(self.consolidated_charges):
             money(charge.amount, f"consolidatedCharges[{index}].amount")
         payment_reference.validate(self.payment_reference)
-        for name in ("created_at", "last_updated_at", "start_date", "end_date"):
+        for name, wire_name in _TIMESTAMPS:
             value = getattr(self, name)
             if value is not None:
-                object.__setattr__(self, name, utc(value, _camel(name)))
+                object.__setattr__(self, name, utc(value, wire_name))
         if self.start_date and self.end_date and self.end_date < self.start_date:
             raise ValidationProblem("endDate", "must not be before startDate", self.end_date)
         if self.account_type is AccountType.MASTER and self.parent_account_id is not None:
@@ -177,6 +177,10 @@ class Account:
 def _camel(snake: str) -> str:
     head, *rest = snake.split("_")
     return head + "".join(part.title() for part in rest)
+
+
+# The timestamps every account checks (field, wire name): named once, not worked out on every check.
+_TIMESTAMPS = tuple((name, _camel(name)) for name in ("created_at", "last_updated_at", "start_date", "end_date"))
 
 
 def _iso(value: datetime | None) -> str | None:

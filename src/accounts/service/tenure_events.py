@@ -144,14 +144,18 @@ class TenureEventHandler:
     def handle_many(self, events: Sequence[EventEnvelope]) -> list[Outcome | Exception]:
         """Apply several events in one transaction, each in a savepoint of its own.
 
-        An event that fails is undone alone and its error stands in its place in the
-        result; the caller gives it the one-by-one treatment (`handle`, which also asks
-        the Tenure API about unseen tenures). The others commit together, each with its
-        processed-event record, so exactly once holds as for `handle`. An error raised
-        here (the commit, the database) means nothing was applied.
+        The unit of work is in batch mode: what the events need is read ahead in a few
+        queries and their writes go to the database together at commit. An event that
+        fails is undone alone and its error stands in its place in the result; the caller
+        gives it the one-by-one treatment (`handle`, which also asks the Tenure API about
+        unseen tenures). The others commit together, each with its processed-event record,
+        so exactly once holds as for `handle`. An error raised here (the commit, the
+        database, a race lost at commit) means nothing was applied.
         """
         results: list[Outcome | Exception] = []
         with self.uow_factory() as uow:
+            handled = [event for event in events if event.event_type in TENURE_EVENT_TYPES]
+            uow.start_batch([event.id for event in handled], [event.entity_id for event in handled])
             for event in events:
                 if event.event_type not in TENURE_EVENT_TYPES:
                     log.info("skipping event %s of unknown type %s", event.id, event.event_type)
@@ -210,15 +214,19 @@ class TenureEventHandler:
         )
         uow.tenures.save(record, context.at)
         if applied:
-            account = self._keep_account(uow, record, context)
-            sync_interim_row(uow, account, context.at, self.interim_sinks)
+            account, changed = self._keep_account(uow, record, context)
+            if not changed:
+                # The tenure copy alone changed (a property reference, a date of birth): the row may have.
+                # A created or changed account has just had its row synced, from this same copy.
+                sync_interim_row(uow, account, context.at, self.interim_sinks)
             detail = f"applied {', '.join(applied)} to account {account.id}"
         else:
             detail = "stale: every field already holds a newer change"
         uow.processed_events.record(event, detail, context.at)
         return Outcome(bool(applied), detail)
 
-    def _keep_account(self, uow: UnitOfWork, record: TenureRecord, context: ChangeContext) -> Account:
+    def _keep_account(self, uow: UnitOfWork, record: TenureRecord, context: ChangeContext) -> tuple[Account, bool]:
+        """The tenure's account as the copy makes it, and whether it was created or changed."""
         fields = record.account_fields(self.rent_groups, context.at.date())
         account = tenure_master_account(uow, record.tenure_id)
         if account is None:
@@ -230,8 +238,9 @@ class TenureEventHandler:
                 agreement_type=MASTER_AGREEMENT,
                 **fields,
             )
-            return create_account(uow, command, context, self.interim_sinks)
-        return change_account(uow, account, fields, context, self.interim_sinks)
+            return create_account(uow, command, context, self.interim_sinks), True
+        changed = change_account(uow, account, fields, context, self.interim_sinks)
+        return changed, changed is not account
 
 
 def tenure_master_account(uow: UnitOfWork, tenure_id: UUID) -> Account | None:

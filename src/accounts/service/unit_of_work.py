@@ -26,6 +26,10 @@ class ConcurrencyConflict(Exception):
     """Another transaction changed or claimed the same thing first; the command may be retried."""
 
 
+class NotInBatch(Exception):
+    """A unit of work in batch mode cannot do this in memory: the command is to be run on its own."""
+
+
 @dataclass(frozen=True)
 class DeadLetter:
     id: int
@@ -179,3 +183,12 @@ class UnitOfWork(Protocol):
 
     def savepoint(self) -> AbstractContextManager[None]:
         """A nested transaction: an exception inside undoes only what was done inside, then propagates."""
+
+    def start_batch(self, event_ids: Sequence[UUID], entity_ids: Sequence[UUID]) -> None:
+        """From here on, many commands share this transaction (the listener's batch of events).
+
+        What commands about these events and entities will read is read ahead at once; writes
+        are kept until `commit`, which writes them together; a savepoint costs no round trip.
+        The results are those of running the commands one after another. A command needing
+        what a batch cannot give raises NotInBatch (inside its savepoint): run it on its own.
+        """

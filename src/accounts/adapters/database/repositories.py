@@ -15,6 +15,7 @@ from sqlalchemy.dialects import postgresql as postgresql_dml
 from sqlalchemy.dialects import sqlite as sqlite_dml
 
 from accounts.adapters.database import tables as t
+from accounts.adapters.database.bulk import executemany
 from accounts.domain.account import (
     Account,
     AccountStatus,
@@ -176,6 +177,20 @@ def _pending_upsert(insert: Any) -> Any:
     )
 
 
+_PENDING_UNLOCKED = (
+    sa.select(t.interim_pending.c.payment_ref)
+    .where(
+        t.interim_pending.c.sink == sa.bindparam("sink"),
+        t.interim_pending.c.payment_ref.in_(sa.bindparam("refs", expanding=True)),
+    )
+    .with_for_update(skip_locked=True)
+)
+_CLEAR_PENDING = t.interim_pending.delete().where(
+    t.interim_pending.c.sink == sa.bindparam("b_sink"),
+    t.interim_pending.c.payment_ref == sa.bindparam("ref"),
+    t.interim_pending.c.version <= sa.bindparam("delivered_version"),
+)
+
 _PENDING_UPSERTS = {
     "sqlite": _pending_upsert(sqlite_dml.insert(t.interim_pending)),
     "postgresql": _pending_upsert(postgresql_dml.insert(t.interim_pending)),
@@ -284,7 +299,9 @@ class SqlTargetTypeRepository:
 
     def all(self) -> list[TargetType]:
         rows = self.connection.execute(sa.select(t.target_types).order_by(t.target_types.c.name))
-        return [TargetType(row.name, Polarity(row.polarity), row.description) for row in rows]
+        found = [TargetType(row.name, Polarity(row.polarity), row.description) for row in rows]
+        self._known.update((target_type.name, target_type) for target_type in found)
+        return found
 
 
 class SqlPaymentReferenceSerials:
@@ -419,8 +436,14 @@ def _copy_record(record: TenureRecord | None) -> TenureRecord | None:
     return TenureRecord(record.tenure_id, dict(record.data), dict(record.stamps), record.complete)
 
 
+# Where each InterimRow field sits in a row of `select(interim_rows)`: read by position, not by name,
+# since a workbook rewrite reads every row (getattr on a Row cost as much as the database read).
+_ROW_POSITIONS = tuple(list(t.interim_rows.c.keys()).index(name) for name in ROW_FIELDS)
+
+
 def interim_from_row(row: sa.Row[Any]) -> InterimRow:
-    return InterimRow(**{name: getattr(row, name) for name in ROW_FIELDS})
+    """The row of a `select(interim_rows)` (every column, in the table's order)."""
+    return InterimRow(*[row[position] for position in _ROW_POSITIONS])
 
 
 _STREAM_ROWS = 2_000  # rows a batch, reading the interim rows for a rewrite
@@ -510,30 +533,26 @@ class SqlInterimRows:
         return [interim_from_row(row) for row in self.connection.execute(query)]
 
     def clear_pending(self, sink: str, delivered: Sequence[tuple[str, int]]) -> None:
-        pending = t.interim_pending
         # Rows a listener transaction holds are being marked again (they stay pending, for the next
         # delivery): skip them rather than wait, as waiting deadlocks against a listener batch that
-        # marks rows in another order (PostgreSQL breaks it after a second's stall). SQLite: no-op.
-        refs = sorted(ref for ref, _ in delivered)
-        free: set[str] = set()
-        for start in range(0, len(refs), 1000):
-            free.update(
-                self.connection.execute(
-                    sa.select(pending.c.payment_ref)
-                    .where(pending.c.sink == sink, pending.c.payment_ref.in_(refs[start : start + 1000]))
-                    .with_for_update(skip_locked=True)
-                ).scalars()
-            )
-        delivered = [(ref, version) for ref, version in delivered if ref in free]
+        # marks rows in another order (PostgreSQL breaks it after a second's stall). SQLite has no
+        # row locks (its writers take turns), so there is nothing to skip.
+        if self.connection.dialect.name != "sqlite":
+            refs = sorted(ref for ref, _ in delivered)
+            free: set[str] = set()
+            for start in range(0, len(refs), 1000):
+                free.update(
+                    self.connection.execute(
+                        _PENDING_UNLOCKED, {"sink": sink, "refs": refs[start : start + 1000]}
+                    ).scalars()
+                )
+            delivered = [(ref, version) for ref, version in delivered if ref in free]
         if not delivered:
             return
-        self.connection.execute(
-            pending.delete().where(
-                pending.c.sink == sink,
-                pending.c.payment_ref == sa.bindparam("ref"),
-                pending.c.version <= sa.bindparam("delivered_version"),
-            ),
-            [{"ref": ref, "delivered_version": version} for ref, version in delivered],
+        executemany(
+            self.connection,
+            _CLEAR_PENDING,
+            [{"b_sink": sink, "ref": ref, "delivered_version": version} for ref, version in delivered],
         )
 
     def enable_sinks(self, sinks: Sequence[str], at: datetime) -> list[str]:

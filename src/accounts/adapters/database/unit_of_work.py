@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from types import TracebackType
+from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy import exc
 
+from accounts.adapters.database.batch import (
+    BatchAccounts,
+    BatchInterimRows,
+    BatchOutbox,
+    BatchPaymentReferenceSerials,
+    BatchProcessedEvents,
+    BatchTenureCopies,
+    Flushes,
+    Journal,
+)
 from accounts.adapters.database.engine import WRITE, WriterBusy, writer_turn
 from accounts.adapters.database.repositories import (
     SqlAccountRepository,
@@ -62,6 +73,8 @@ class SqlAlchemyUnitOfWork:
     def __init__(self, engine: sa.Engine, *, read_only: bool = False) -> None:
         self.engine = engine
         self.read_only = read_only
+        self._journal: Journal | None = None  # in batch mode (`start_batch`)
+        self._batch: tuple[Flushes, ...] | None = None
 
     def __enter__(self) -> SqlAlchemyUnitOfWork:
         self.turn = contextlib.ExitStack()
@@ -111,13 +124,50 @@ class SqlAlchemyUnitOfWork:
 
     def commit(self) -> None:
         try:
+            if self._batch is not None:
+                for repository in self._batch:  # in this order: an account's row before its interim row
+                    repository.flush()
             self.transaction.commit()
         except exc.DBAPIError as error:
             raise translate(error) from error
 
+    def start_batch(self, event_ids: Sequence[UUID], entity_ids: Sequence[UUID]) -> None:
+        """Batch mode (see `batch.py`): read ahead, keep writes until commit, savepoints in memory."""
+        if self._batch is not None:
+            return
+        connection, journal = self.connection, Journal()
+        serials = BatchPaymentReferenceSerials(connection, journal)
+        tenures = BatchTenureCopies(connection, journal)
+        accounts = BatchAccounts(connection, journal)
+        interim = BatchInterimRows(connection, journal, accounts.added)
+        outbox = BatchOutbox(connection, journal)
+        processed = BatchProcessedEvents(connection, journal)
+        try:
+            # The tenure copies first: locking them (PostgreSQL) waits for a competing batch about the
+            # same tenures to commit, and what is read after that (its processed ids, its accounts) is
+            # then what that batch left.
+            tenures.read_ahead(entity_ids)
+            processed.read_ahead(event_ids)
+            accounts.read_ahead(entity_ids)
+            interim.read_ahead(accounts.known_ids())
+            interim.registered_sinks()
+            self.target_types.all()  # remembered for the rest of the unit of work
+        except exc.DBAPIError as error:
+            raise translate(error) from error
+        self.payment_references, self.tenures, self.accounts = serials, tenures, accounts
+        self.interim, self.outbox, self.processed_events = interim, outbox, processed
+        self._journal = journal
+        self._batch = (serials, tenures, accounts, interim, outbox, processed)
+
     @contextlib.contextmanager
     def savepoint(self) -> Iterator[None]:
-        """SAVEPOINT ... RELEASE; on an exception ROLLBACK TO it, forgetting what the repositories remember."""
+        """SAVEPOINT ... RELEASE; on an exception ROLLBACK TO it, forgetting what the repositories remember.
+
+        In batch mode nothing is written before commit, so a savepoint is an undo mark in memory.
+        """
+        if self._journal is not None:
+            yield from self._savepoint_in_memory(self._journal)
+            return
         try:
             nested = self.connection.begin_nested()
         except exc.DBAPIError as error:
@@ -137,3 +187,16 @@ class SqlAlchemyUnitOfWork:
                 if translated is not error:
                     raise translated from error
             raise
+
+    def _savepoint_in_memory(self, journal: Journal) -> Iterator[None]:
+        mark = journal.begin()
+        try:
+            yield
+        except BaseException as error:
+            journal.rollback(mark)
+            if isinstance(error, exc.DBAPIError):
+                translated = translate(error)
+                if translated is not error:
+                    raise translated from error
+            raise
+        journal.release(mark)
