@@ -71,7 +71,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from accounts.bootstrap import bootstrap
     from accounts.entrypoints.http.app import create_app
     from accounts.entrypoints.http.auth import mint_token
-    from accounts.entrypoints.worker import Worker
+    from accounts.entrypoints.worker import Worker, tune_garbage_collector
 
     application = bootstrap(settings, run_migrations=True)
     app = create_app(application)
@@ -94,6 +94,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             f'  curl -H "Authorization: Bearer $TOKEN" http://{settings.host}:{settings.port}/api/v1/target-types\n',
             flush=True,
         )
+    tune_garbage_collector()  # the API allocates quickly too: every request makes short-lived objects
     try:
         uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(), workers=1)
     finally:

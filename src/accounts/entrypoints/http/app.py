@@ -6,7 +6,6 @@ import contextlib
 import contextvars
 import logging
 import threading
-import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -17,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from accounts.bootstrap import Application
 from accounts.entrypoints.http import problems
 from accounts.entrypoints.http.auth import TokenVerifier
+from accounts.entrypoints.http.correlation import HEADER, correlation_id
 from accounts.entrypoints.http.fast_reads import FastReads
 from accounts.entrypoints.http.problems import ApiProblem, problem_response
 from accounts.entrypoints.http.routes import build_router
@@ -106,15 +106,6 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
-def correlation_id_of(scope: Scope) -> uuid.UUID:
-    """The client's x-correlation-id when it is a UUID, else a new one."""
-    supplied = next((value for name, value in scope.get("headers") or [] if name == b"x-correlation-id"), b"")
-    try:
-        return uuid.UUID(supplied.decode("latin-1").strip())
-    except ValueError:
-        return uuid.uuid4()
-
-
 class AccountsApi(FastAPI):
     """FastAPI, with the hottest reads answered before its middleware and routing (`FastReads`)."""
 
@@ -124,7 +115,6 @@ class AccountsApi(FastAPI):
         if scope["type"] == "http" and self.fast_reads is not None:
             response = await self.fast_reads.answer(scope)
             if response is not None:
-                response.headers["x-correlation-id"] = str(correlation_id_of(scope))
                 await response(scope, receive, send)
                 return
         await super().__call__(scope, receive, send)
@@ -140,7 +130,7 @@ class CorrelationId:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        value = correlation_id_of(scope)
+        value = correlation_id(next((v for name, v in scope.get("headers") or [] if name == HEADER), None))
         scope.setdefault("state", {})["correlation_id"] = value
         token = correlation_id_var.set(str(value))
 

@@ -25,6 +25,8 @@ from starlette.types import Scope
 from accounts.bootstrap import Application
 from accounts.domain.account import AccountType
 from accounts.entrypoints.http.auth import TokenVerifier
+from accounts.entrypoints.http.correlation import HEADER as CORRELATION_HEADER
+from accounts.entrypoints.http.correlation import correlation_id
 from accounts.entrypoints.http.problems import ApiProblem
 from accounts.entrypoints.http.routes import stored_account_response, stored_list_response
 
@@ -50,27 +52,43 @@ class FastReads:
         path: str = scope["path"]
         if path.startswith(ACCOUNT_PREFIX):
             account_id = _uuid(path[len(ACCOUNT_PREFIX) :])
-            if account_id is None or not self._may_read(scope):
+            if account_id is None:
+                return None
+            supplied = self._may_read(scope)
+            if supplied is None:
                 return None
             stored = await self._read(self.application.reads.account, account_id)
-            return None if stored is None else stored_account_response(stored)
+            return None if stored is None else stored_account_response(stored, _correlation(supplied))
         if path == ACCOUNTS_PATH:
             query = _target_query(scope["query_string"])
-            if query is None or not self._may_read(scope):
+            if query is None:
+                return None
+            supplied = self._may_read(scope)
+            if supplied is None:
                 return None
             wires = await self._read(self.application.reads.by_target, *query)
-            return None if wires is None else stored_list_response(wires)
+            return None if wires is None else stored_list_response(wires, _correlation(supplied))
         return None
 
-    def _may_read(self, scope: Scope) -> bool:
-        authorization = next((value for name, value in scope["headers"] if name == b"authorization"), None)
+    def _may_read(self, scope: Scope) -> bytes | None:
+        """The x-correlation-id supplied (b"" when none) if the token may read accounts, else None.
+
+        One pass over the headers for both: this runs for every read.
+        """
+        authorization: bytes | None = None
+        supplied = b""
+        for name, value in scope["headers"]:
+            if name == b"authorization" and authorization is None:
+                authorization = value
+            elif name == CORRELATION_HEADER and not supplied:
+                supplied = value
         if authorization is None:
-            return False
+            return None
         try:
             self.verifier.authorise(authorization.decode("latin-1"), self.read_groups, "read accounts")
         except ApiProblem:
-            return False
-        return True
+            return None
+        return supplied
 
     async def _read(self, read: Callable[..., R], *args: Any) -> R | None:
         try:
@@ -80,6 +98,10 @@ class FastReads:
         except Exception as error:  # the full stack meets it again and answers it (503 and so on)
             log.debug("fast read failed (%r); the full stack answers instead", error)
             return None
+
+
+def _correlation(supplied: bytes) -> dict[str, str]:
+    return {"x-correlation-id": str(correlation_id(supplied))}
 
 
 def _uuid(text: str) -> UUID | None:

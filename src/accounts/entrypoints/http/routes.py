@@ -84,13 +84,14 @@ def account_list(accounts: list[Account]) -> Response:
     return json_response({"accountResponseList": [to_wire(account) for account in accounts]})
 
 
-def stored_account_response(stored: StoredAccount) -> Response:
+def stored_account_response(stored: StoredAccount, headers: dict[str, str] | None = None) -> Response:
     """An account read as stored (its wire JSON): the same bytes `account_response` gives."""
-    return Response(stored.wire, media_type="application/json", headers={"ETag": stored.etag})
+    return Response(stored.wire, media_type="application/json", headers={"ETag": stored.etag, **(headers or {})})
 
 
-def stored_list_response(wires: list[bytes]) -> Response:
-    return Response(b'{"accountResponseList":[' + b",".join(wires) + b"]}", media_type="application/json")
+def stored_list_response(wires: list[bytes], headers: dict[str, str] | None = None) -> Response:
+    body = b'{"accountResponseList":[' + b",".join(wires) + b"]}"
+    return Response(body, media_type="application/json", headers=headers)
 
 
 def _reject_constant(name: str) -> Any:
