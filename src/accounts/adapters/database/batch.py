@@ -45,11 +45,11 @@ from accounts.adapters.database.repositories import (
     SqlProcessedEvents,
     SqlTenureCopies,
     _copy_record,
-    _event_json,
     _next_pending_version,
     account_from_row,
     account_values,
     interim_from_row,
+    outbox_values,
 )
 from accounts.domain.account import Account, AccountType
 from accounts.domain.events import EventEnvelope
@@ -415,17 +415,7 @@ class BatchOutbox(SqlOutbox):
         self._rows: list[dict[str, Any]] = []
 
     def add(self, topic: str, event: EventEnvelope, group_id: str) -> None:
-        self.journal.append(
-            self._rows,
-            {
-                "event_id": event.id,
-                "topic": topic,
-                "event_type": event.event_type,
-                "group_id": group_id,
-                "payload": _event_json(event),
-                "created_at": event.date_time,
-            },
-        )
+        self.journal.append(self._rows, outbox_values(topic, event, group_id))
 
     def flush(self) -> None:
         if self._rows:

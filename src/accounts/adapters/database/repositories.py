@@ -333,22 +333,24 @@ def _event_json(event: EventEnvelope) -> str:
         return json.dumps(event.to_wire(), default=str)
 
 
+def outbox_values(topic: str, event: EventEnvelope, group_id: str) -> dict[str, Any]:
+    """The outbox row of an event: the one shape both the one-by-one and the batch outbox write."""
+    return {
+        "event_id": event.id,
+        "topic": topic,
+        "event_type": event.event_type,
+        "group_id": group_id,
+        "payload": _event_json(event),
+        "created_at": event.date_time,
+    }
+
+
 class SqlOutbox:
     def __init__(self, connection: sa.Connection) -> None:
         self.connection = connection
 
     def add(self, topic: str, event: EventEnvelope, group_id: str) -> None:
-        self.connection.execute(
-            t.outbox.insert(),
-            {
-                "event_id": event.id,
-                "topic": topic,
-                "event_type": event.event_type,
-                "group_id": group_id,
-                "payload": _event_json(event),
-                "created_at": event.date_time,
-            },
-        )
+        self.connection.execute(t.outbox.insert(), outbox_values(topic, event, group_id))
 
     def pending(self, limit: int) -> list[OutboxMessage]:
         query = (
