@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -15,14 +13,13 @@ import pytest
 import sqlalchemy as sa
 
 from accounts.adapters.database import tables
-from accounts.bootstrap import Application, bootstrap
+from accounts.bootstrap import Application
 from accounts.domain.account import AccountType, Actor, to_wire
 from accounts.domain.events import parse_envelope
 from accounts.entrypoints.worker import Listener
 from accounts.service.accounts import ChangeContext, change_account
 from accounts.service.ports import TENURE_TOPIC, TransientError
 from accounts.service.unit_of_work import ConcurrencyConflict
-from tests.conftest import make_settings
 from tests.fixtures.tenures import (
     all_events,
     decided_by_tenure,
@@ -34,12 +31,8 @@ from tests.fixtures.tenures import (
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Iterator[Application]:
-    application = bootstrap(make_settings(f"sqlite:///{tmp_path}/accounts.db", tmp_path), run_migrations=True)
-    try:
-        yield application
-    finally:
-        application.close()
+def app(sqlite_application: Application) -> Application:
+    return sqlite_application
 
 
 def publish(listener: Listener, *messages: dict[str, Any] | bytes) -> None:

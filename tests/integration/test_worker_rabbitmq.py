@@ -6,16 +6,15 @@ import json
 import random
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from accounts.adapters.brokers.rabbitmq import RabbitMqBroker
-from accounts.bootstrap import Application, bootstrap
+from accounts.bootstrap import Application
 from accounts.entrypoints.worker import Listener
 from accounts.service.ports import TENURE_TOPIC
-from tests.conftest import make_settings, unique
+from tests.conftest import unique
 from tests.fixtures.service import delete_rabbitmq_topology
 from tests.fixtures.tenures import story
 
@@ -36,12 +35,8 @@ def names(rabbitmq_url: str) -> Iterator[dict[str, str]]:
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Iterator[Application]:
-    application = bootstrap(make_settings(f"sqlite:///{tmp_path}/accounts.db", tmp_path), run_migrations=True)
-    try:
-        yield application
-    finally:
-        application.close()
+def app(sqlite_application: Application) -> Application:
+    return sqlite_application
 
 
 def test_a_slow_event_keeps_the_connection_and_is_acked_once(
