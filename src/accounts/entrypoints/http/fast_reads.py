@@ -3,8 +3,9 @@
 `GET /api/v1/accounts/{id}` and `GET /api/v1/accounts?targetId=` are most of the
 API's traffic. Through FastAPI's layers (its middleware, router, dependency solving,
 a worker-thread hop) a read cost several times its query. Here a read that is plainly
-fine (a cached token in a read group, a well-formed id, an account found) is answered
-directly, with the same `Response` the routes build. Anything else (no token, a bad
+fine (a valid token in a read group, verified once and then cached; a well-formed id; an
+account found) is answered directly, with the same `Response` the routes build.
+Anything else (no token, a bad
 id, an unknown account, an unusual query, a database error) is not answered here: the
 request goes on through FastAPI unchanged, which gives every error exactly as before.
 So the fast path has no error handling of its own to drift from the routes'.
@@ -54,7 +55,7 @@ class FastReads:
             account_id = _uuid(path[len(ACCOUNT_PREFIX) :])
             if account_id is None:
                 return None
-            supplied = self._may_read(scope)
+            supplied = self._reader_correlation(scope)
             if supplied is None:
                 return None
             stored = await self._read(self.application.reads.account, account_id)
@@ -63,14 +64,14 @@ class FastReads:
             query = _target_query(scope["query_string"])
             if query is None:
                 return None
-            supplied = self._may_read(scope)
+            supplied = self._reader_correlation(scope)
             if supplied is None:
                 return None
             wires = await self._read(self.application.reads.by_target, *query)
             return None if wires is None else stored_list_response(wires, _correlation(supplied))
         return None
 
-    def _may_read(self, scope: Scope) -> bytes | None:
+    def _reader_correlation(self, scope: Scope) -> bytes | None:
         """The x-correlation-id supplied (b"" when none) if the token may read accounts, else None.
 
         One pass over the headers for both: this runs for every read.
