@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     retry_base_seconds: float = 1.0
     retry_max_seconds: float = 60.0
     run_worker_in_serve: bool = True
+    # The worker (`accounts worker`, or within `accounts serve`): the outbox relay and the interim sinks in a
+    # process of their own beside the listener, so that they do not share its interpreter.
+    worker_sync_process: bool = True
 
     # Tenure API, for updates about tenures the listener has never seen.
     tenure_api_url: str | None = None

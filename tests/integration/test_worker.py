@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import random
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +21,7 @@ from accounts.adapters.brokers.embedded import EmbeddedBroker
 from accounts.adapters.database import tables
 from accounts.bootstrap import Application, bootstrap
 from accounts.domain.account import AccountType, to_wire
-from accounts.entrypoints.worker import Listener, Worker
+from accounts.entrypoints.worker import DrainedCounter, Listener, Worker, run_sync_process
 from accounts.service.ports import ACCOUNTS_TOPIC, TENURE_TOPIC, ReceivedMessage, TransientError
 from tests.conftest import make_settings
 from tests.fixtures.tenures import (
@@ -31,6 +34,7 @@ from tests.fixtures.tenures import (
     story,
     unknown_event,
 )
+from tests.integration.test_interim_sync_support import workbook_rows
 
 
 @pytest.fixture
@@ -404,3 +408,76 @@ def test_a_workbook_rewrite_rest_ends_when_the_listener_has_drained_a_burst(make
     started = time.monotonic()
     worker._rest(30.0)  # stopping ends a rest too
     assert time.monotonic() - started < 1.0
+
+
+# The relay and the sinks in a process of their own (`accounts worker`'s default) ---------------------
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"still waiting for {what} after {timeout}s"
+        time.sleep(0.05)
+
+
+def test_with_the_relay_and_sinks_in_a_process_of_their_own_every_account_reaches_the_workbook(make_app) -> None:
+    app = make_app(worker_batch_size=25)
+    broker = app.broker()
+    stories = realistic_stories(40, seed=91)
+    publish(broker, *[event for tale in stories for event in tale.events])
+    worker = Worker(app, sync_process=True)
+    worker.start()
+    try:
+        wait_for(lambda: broker.depth() == 0 and count(app, tables.processed_events) >= 1, 30, "the listener")
+        wait_for(lambda: count(app, tables.interim_pending) == 0, 30, "the other process's sinks")
+        with app.engine.connect() as connection:
+            unsent = connection.execute(
+                sa.select(sa.func.count()).where(tables.outbox.c.published_at.is_(None))
+            ).scalar_one()
+        assert unsent == 0, "the other process's relay published every account event"
+        with app.uow(read_only=True) as uow:
+            references = sorted(row.payment_ref for row in uow.interim.all())
+        assert len(references) == 40
+        assert sorted(workbook_rows(app.settings.spreadsheet_path)) == references
+    finally:
+        worker.shutdown(timeout=20)
+    assert worker._process is not None and worker._process.exitcode == 0, "stopped when the worker stopped"
+    assert not worker.failed
+
+
+def test_the_worker_stops_with_an_error_when_its_relay_and_sinks_process_dies(make_app) -> None:
+    worker = Worker(make_app(), sync_process=True)
+    done = threading.Event()
+    result: list[int] = []
+    threading.Thread(target=lambda: (result.append(worker.run_forever()), done.set()), daemon=True).start()
+    wait_for(lambda: worker._process is not None and worker._process.pid is not None, 10, "the child process")
+    assert worker._process is not None
+    wait_for(lambda: worker._process is not None and worker._process.is_alive(), 10, "the child to run")
+    worker._process.kill()
+
+    assert done.wait(10), "the worker stops rather than run on without its relay and sinks"
+    assert result == [1]
+    assert worker.failed == ["relay-and-sinks process"]
+
+
+def test_the_relay_and_sinks_process_stops_by_itself_when_its_worker_is_gone(make_app) -> None:
+    app = make_app()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    context = multiprocessing.get_context("spawn")
+    child = context.Process(
+        target=run_sync_process, args=(app.settings, True, True, context.RawValue("q", 0), gone.pid)
+    )
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0, "it saw that the worker that started it was gone, and stopped"
+
+
+def test_the_drained_signal_crosses_processes_as_a_counter() -> None:
+    shared = multiprocessing.get_context("spawn").RawValue("q", 0)
+    listener_side, flusher_side = DrainedCounter(shared), DrainedCounter(shared)
+    assert not flusher_side.wait(0.1)
+    listener_side.set()
+    assert flusher_side.is_set() and flusher_side.wait(0.1)
+    flusher_side.clear()
+    assert not flusher_side.is_set(), "taken: the next rest is a whole one again"

@@ -9,14 +9,16 @@ import json
 import logging
 import signal
 import sys
-import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from accounts.settings import DEV_JWT_SECRET, Settings, get_settings
+
+if TYPE_CHECKING:
+    from accounts.entrypoints.worker import Flag
 
 log = logging.getLogger("accounts")
 
@@ -30,7 +32,7 @@ def configure_logging(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level.upper(), handlers=[handler], force=True)
 
 
-def _stop_on_sigterm(stop: threading.Event) -> None:
+def _stop_on_sigterm(stop: Flag) -> None:
     def handler(signum: int, _frame: Any) -> None:
         log.info("received signal %d: finishing the work in hand", signum)
         stop.set()
@@ -77,7 +79,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     app = create_app(application)
     worker = None
     if settings.run_worker_in_serve and not args.no_worker:
-        worker = Worker(application)
+        worker = Worker(application, sync_process=settings.worker_sync_process)
         worker.start()
         _stop_with_the_app(app, worker)
     if settings.environment != "production" and settings.jwt_secret == DEV_JWT_SECRET:
@@ -126,7 +128,13 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from accounts.entrypoints.worker import Worker
 
     application = bootstrap(settings, run_migrations=not args.no_migrate)
-    worker = Worker(application, consume=not args.no_listen, relay=not args.no_relay, sync=not args.no_sync)
+    worker = Worker(
+        application,
+        consume=not args.no_listen,
+        relay=not args.no_relay,
+        sync=not args.no_sync,
+        sync_process=settings.worker_sync_process,
+    )
     _stop_on_sigterm(worker.stop)
     log.info("worker started (broker %s)", _safe_url(settings.broker_url))
     code = worker.run_forever()

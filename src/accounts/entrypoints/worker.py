@@ -20,6 +20,13 @@ What the listener does with a message:
 While a message is being handled the listener thread keeps the broker connection alive
 (`keepalive`, when the adapter has one: RabbitMQ heartbeats, embedded leases), since a
 pika BlockingConnection only answers heartbeats when its own thread calls into it.
+
+`accounts worker` runs the outbox relay and the interim sinks in a process of their own
+beside the listener (`ACCOUNTS_WORKER_SYNC_PROCESS`, on by default): they share nothing
+with the listener but the database, and in one process they took a fifth or more of the
+interpreter it needs (a workbook rewrite of 100,000 rows holds it for seconds). The two
+stop together: the child stops when the worker is stopped or its parent is gone, and the
+worker stops (so its supervisor restarts it) when the child dies.
 """
 
 from __future__ import annotations
@@ -29,12 +36,16 @@ import functools
 import gc
 import json
 import logging
+import multiprocessing
+import os
 import random
+import signal
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from multiprocessing.process import BaseProcess
+from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 
@@ -45,6 +56,7 @@ from accounts.service.accounts import AccountConflict, utc_now
 from accounts.service.ports import InterimSink, MessageBroker, ReceivedMessage, TransientError
 from accounts.service.tenure_events import Outcome, RetryLater
 from accounts.service.unit_of_work import ConcurrencyConflict
+from accounts.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +71,17 @@ DEAD_LETTER_SOURCE = "tenure-events"
 KEEPALIVE_SECONDS = 1.0
 # After rewriting a whole sink (the workbook), pause this many times as long as the rewrite took.
 REWRITE_PAUSE_FACTOR = 4.0
+# How often the relay-and-sinks process checks that the worker that started it is still there.
+PARENT_CHECK_SECONDS = 0.5
+
+
+class Flag(Protocol):
+    """What a worker's loops need of their stop and drained signals: a threading.Event, or a `DrainedCounter`."""
+
+    def set(self) -> None: ...
+    def clear(self) -> None: ...
+    def is_set(self) -> bool: ...
+    def wait(self, timeout: float | None = None) -> bool: ...
 
 
 # The listener allocates quickly (a batch of 500 events makes some 100,000 short-lived objects): at
@@ -88,7 +111,7 @@ class Listener:
 
     app: Application
     broker: MessageBroker
-    stop: threading.Event = field(default_factory=threading.Event)
+    stop: Flag = field(default_factory=threading.Event)
     processed: int = 0
     dead_lettered: int = 0
     retried: int = 0
@@ -283,17 +306,28 @@ class Worker:
     consume: bool = True
     relay: bool = True
     sync: bool = True
-    stop: threading.Event = field(default_factory=threading.Event)
+    # The relay and the sinks in a child process (when this worker also listens).
+    sync_process: bool = False
+    # What that child runs: `run_sync_process`, or the benchmarks' instrumented copy of it.
+    sync_process_target: Callable[..., None] | None = None
+    # In that child: the worker that started it has registered the sinks already.
+    sinks_registered: bool = False
+    stop: Flag = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     # Set when the listener finds the queue empty after a burst of events: a flusher resting
     # after a rewrite (so as to leave the interpreter to the listener) need rest no longer.
-    drained: threading.Event = field(default_factory=threading.Event)
+    drained: Flag = field(default_factory=threading.Event)
+    _process: BaseProcess | None = field(default=None, init=False, repr=False)
 
     def start(self) -> None:
         tune_garbage_collector()
-        if self.sync:
-            self.app.interim.enable_sinks()
+        if self.sync and not self.sinks_registered:
+            self.app.interim.enable_sinks()  # before the listener starts: no change it makes misses a sink
+        if self.sync_process and self.consume and (self.relay or self.sync):
+            self._start_sync_process()
+            self._spawn("listener", self._listen)
+            return
         if self.consume:
             self._spawn("listener", self._listen)
         if self.relay:
@@ -319,6 +353,43 @@ class Worker:
             thread.join(max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
                 log.warning("%s did not finish within %.0fs", thread.name, timeout)
+
+    def _start_sync_process(self) -> None:
+        """The relay and the sinks in a child process, watched by a thread of this one."""
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited threads or connections
+        bursts = context.RawValue("q", 0)
+        self.drained = DrainedCounter(bursts)
+        process = context.Process(
+            target=self.sync_process_target or run_sync_process,
+            args=(self.app.settings, self.relay, self.sync, bursts, os.getpid()),
+            name="accounts-relay-and-sinks",
+            daemon=True,
+        )
+        process.start()
+        self._process = process
+        log.info("outbox relay and interim sinks started in process %s", process.pid)
+        self._spawn("sync-process-watch", functools.partial(self._watch_sync_process, process))
+
+    def _watch_sync_process(self, process: BaseProcess) -> None:
+        """Stop the worker when the child dies; stop the child (SIGTERM: its work in hand first) when the worker stops."""
+        try:
+            while not self.stop.wait(0.2):
+                if not process.is_alive():
+                    log.error(
+                        "the relay-and-sinks process %s exited with %s; stopping the worker",
+                        process.pid,
+                        process.exitcode,
+                    )
+                    self.failed.append("relay-and-sinks process")
+                    self.stop.set()
+        finally:
+            if process.is_alive():
+                process.terminate()
+                process.join(25.0)
+            if process.is_alive():
+                log.warning("the relay-and-sinks process %s did not stop in time: killing it", process.pid)
+                process.kill()
+                process.join(5.0)
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
         def run() -> None:
@@ -412,3 +483,75 @@ class Worker:
                 self.drained.clear()
                 break
         return 0.0
+
+
+class DrainedCounter:
+    """The listener's "drained" signal for a flusher in another process: a counter in shared memory, polled.
+
+    Not a multiprocessing.Event: setting one blocks for ever once a process waiting on it was killed.
+    Written by the listener's process only; the other reads it.
+    """
+
+    def __init__(self, counter: Any) -> None:
+        self._counter = counter
+        self._seen = int(counter.value)
+
+    def set(self) -> None:
+        self._counter.value += 1
+
+    def clear(self) -> None:
+        self._seen = int(self._counter.value)
+
+    def is_set(self) -> bool:
+        return int(self._counter.value) != self._seen
+
+    def wait(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.is_set():
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+
+def run_sync_process(settings: Settings, relay: bool, sync: bool, bursts: Any, parent: int) -> None:
+    """The child process's entry point: its own application, then `serve_sync` until stopped."""
+    from accounts.bootstrap import bootstrap
+    from accounts.entrypoints.cli import configure_logging
+
+    configure_logging(settings)
+    application = bootstrap(settings)
+    try:
+        code = serve_sync(application, relay, sync, bursts, parent)
+    finally:
+        application.close()
+    raise SystemExit(code)
+
+
+def serve_sync(application: Application, relay: bool, sync: bool, bursts: Any, parent: int) -> int:
+    """Run the relay and the sink flushers until SIGTERM (from the worker) or the worker is gone; 1 if a thread died.
+
+    Ctrl+C reaches the whole process group: it is the worker's to act on, and the worker
+    then stops this process with SIGTERM, which lets it finish the work in hand.
+    """
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
+    worker = Worker(
+        application,
+        consume=False,
+        relay=relay,
+        sync=sync,
+        sinks_registered=True,
+        stop=stop,
+        drained=DrainedCounter(bursts),
+    )
+    worker.start()
+    try:
+        while not stop.wait(PARENT_CHECK_SECONDS):
+            if os.getppid() != parent:
+                log.warning("the worker that started this process (%d) is gone: stopping", parent)
+                break
+    finally:
+        worker.shutdown()
+    return 1 if worker.failed else 0
