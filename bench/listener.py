@@ -3,8 +3,10 @@
 The benchmark process makes the events and publishes them (so their memory is not
 counted as the service's); the service is a separate process (`python -m
 bench.listener drain SPEC RESULT`) running the real `Worker`: listener, outbox relay
-and interim sink flushers, exactly as `accounts worker` wires them. Its sinks are
-wrapped with timers, which is how the workbook's share of the work is measured.
+and interim sink flushers, exactly as `accounts worker` wires them (item 4: the relay
+and the sinks in a child process of their own, the default; item 5: all in one
+process, so the probes can watch the workbook's rewrites). Its sinks are wrapped with
+timers, which is how the workbook's share of the work is measured.
 
 The broker's ceiling is the same number of the same messages published and then
 received and acknowledged with no processing at all (`python -m bench.listener
@@ -52,6 +54,7 @@ class Spec:
     interim_database_url: str | None = None
     probe: dict[str, Any] | None = None  # an update envelope for item 5 (time to reach the workbook)
     rebuild: bool = False
+    sync_process: bool = False  # the relay and the sinks in a process of their own, as `accounts worker` runs them
     timeout: float = 3600.0
 
 
@@ -60,7 +63,7 @@ class DrainResult:
     events: int = 0
     seconds_listener: float = 0.0  # worker start -> every event processed
     seconds_end_to_end: float = 0.0  # worker start -> every event processed and in every sink
-    cpu_seconds: float = 0.0  # CPU time of the whole worker process over the drain (all threads)
+    cpu_seconds: float = 0.0  # CPU time of the worker over the drain (all threads, and its relay-and-sinks process)
     dead_letters: int = 0
     sinks: list[str] = field(default_factory=list)
     flush_seconds: float = 0.0  # wall time of every sink flush during the drain
@@ -200,6 +203,11 @@ def _count(engine: sa.Engine, query: sa.Select[Any]) -> int:
 
 
 def _processed(engine: sa.Engine) -> int:
+    if is_sqlite(engine.url):
+        # Polled while the listener works: the highest rowid (rows are only added) is an index lookup, where
+        # count(*) read the whole table each time, on the cores the service is using.
+        with engine.connect() as connection:
+            return int(connection.exec_driver_sql("SELECT coalesce(max(rowid), 0) FROM processed_events").scalar_one())
     return _count(engine, sa.select(sa.func.count()).select_from(t.processed_events))
 
 
@@ -223,29 +231,83 @@ def _wait(condition: Callable[[], bool], deadline: float, what: str, pause: floa
         time.sleep(pause)
 
 
+@dataclass
+class SinkTimers:
+    """The timers wrapped around the interim sync's flushes and the sinks' deliveries."""
+
+    flush: _Timed
+    workbook: _Timed
+    delivers: list[_Timed]
+
+    @classmethod
+    def install(cls, application: Application) -> SinkTimers:
+        original_flush = application.interim.flush
+        flush, workbook = _Timed(original_flush), _Timed(original_flush)
+
+        def flush_one(sink: Any) -> int:
+            return int(workbook(sink) if sink.name == "spreadsheet" else flush(sink))
+
+        application.interim.flush = flush_one  # type: ignore[method-assign]
+        delivers = []
+        for sink in application.interim.sinks:
+            timed = _Timed(sink.deliver)
+            sink.deliver = timed  # type: ignore[method-assign]
+            delivers.append(timed)
+        return cls(flush, workbook, delivers)
+
+    def report(self) -> dict[str, float]:
+        return {
+            "flush_seconds": self.flush.seconds + self.workbook.seconds,
+            "flush_cpu_seconds": self.flush.cpu_seconds + self.workbook.cpu_seconds,
+            "flushes": self.flush.calls + self.workbook.calls,
+            "workbook_cpu_seconds": self.workbook.cpu_seconds,
+            "workbook_flushes": self.workbook.calls,
+            "deliver_seconds": sum(timed.seconds for timed in self.delivers),
+            "deliver_cpu_seconds": sum(timed.cpu_seconds for timed in self.delivers),
+        }
+
+
+SINKS_REPORT = "BENCH_SINKS_REPORT"  # where the relay-and-sinks process writes its timers (environment)
+
+
+def timed_sync_process(settings: Settings, relay: bool, sync: bool, bursts: Any, parent: int) -> None:
+    """`run_sync_process` with the sinks timed: the relay-and-sinks process of item 4's worker."""
+    import os
+
+    from accounts.entrypoints.worker import serve_sync
+
+    application = bootstrap(settings)
+    timers = SinkTimers.install(application)
+    cpu = time.process_time()
+    try:
+        code = serve_sync(application, relay, sync, bursts, parent)
+    finally:
+        report = {**timers.report(), "cpu_seconds": time.process_time() - cpu}
+        Path(os.environ[SINKS_REPORT]).write_text(json.dumps(report), encoding="utf-8")
+        application.close()
+    raise SystemExit(code)
+
+
 def drain(spec: Spec) -> DrainResult:
+    import os
+
     from accounts.entrypoints.worker import Worker
+    from bench.listener import timed_sync_process as sync_target  # by its module's name: this one runs as __main__
 
     settings = settings_for(spec)
     application = bootstrap(settings)
     result = DrainResult(events=2 * spec.tenures, sinks=[sink.name for sink in application.interim.sinks])
     original_flush = application.interim.flush
-    flush = _Timed(original_flush)
-    workbook = _Timed(original_flush)
-
-    def flush_one(sink: Any) -> int:
-        return int(workbook(sink) if sink.name == "spreadsheet" else flush(sink))
-
-    application.interim.flush = flush_one  # type: ignore[method-assign]
-    delivers = []
-    for sink in application.interim.sinks:
-        timed = _Timed(sink.deliver)
-        sink.deliver = timed  # type: ignore[method-assign]
-        delivers.append(timed)
-    watch = MemoryWatch(_own_pid()).start()
+    timers = SinkTimers.install(application)  # in this process unless the sinks have one of their own
+    sinks_report = Path(spec.work) / f"{spec.name}.sinks.json"
+    sinks_report.unlink(missing_ok=True)
+    os.environ[SINKS_REPORT] = str(sinks_report)
+    # Sampled less often than the benchmark's own watch of this process (which takes the higher peak): every
+    # sample walks /proc for the children, in the interpreter the listener needs.
+    watch = MemoryWatch(_own_pid(), interval=0.5).start()
     engine = application.engine
     deadline = time.monotonic() + spec.timeout
-    worker = Worker(application)
+    worker = Worker(application, sync_process=spec.sync_process, sync_process_target=sync_target)
     started, cpu = time.perf_counter(), time.process_time()
     worker.start()
     try:
@@ -254,17 +316,18 @@ def drain(spec: Spec) -> DrainResult:
         _wait(lambda: _pending(engine) == 0, deadline, "the interim sinks", 0.02)
         result.seconds_end_to_end = time.perf_counter() - started
         result.cpu_seconds = time.process_time() - cpu
-        result.flush_seconds = flush.seconds + workbook.seconds
-        result.flush_cpu_seconds = flush.cpu_seconds + workbook.cpu_seconds
-        result.flushes = flush.calls + workbook.calls
-        result.workbook_cpu_seconds, result.workbook_flushes = workbook.cpu_seconds, workbook.calls
-        result.deliver_seconds = sum(timed.seconds for timed in delivers)
-        result.deliver_cpu_seconds = sum(timed.cpu_seconds for timed in delivers)
         result.dead_letters = _dead(engine)
         if spec.probe is not None:
-            result.probe_seconds = _probes(application, spec.probe, deadline, workbook)
+            result.probe_seconds = _probes(application, spec.probe, deadline, timers.workbook)
     finally:
         worker.shutdown()
+    timings = timers.report()
+    if spec.sync_process:
+        # Written by the relay-and-sinks process as it stopped: its timers, and its CPU (counted in the worker's).
+        timings = json.loads(sinks_report.read_text(encoding="utf-8"))
+        result.cpu_seconds += timings.pop("cpu_seconds")
+    for name, value in timings.items():
+        setattr(result, name, value)
     result.rows = _count(engine, sa.select(sa.func.count()).select_from(t.interim_rows))
     if spec.rebuild:
         spreadsheet = next(sink for sink in application.interim.sinks if sink.name == "spreadsheet")
@@ -428,6 +491,7 @@ def run(tenures: int, work: Path, database_url: str | None, broker_url: str | No
         tenures=tenures,
         queue_suffix=suffix,
         interim_database_url=interim_url,
+        sync_process=True,
     )
     Path(spec.work, f"{name}.xlsx").unlink(missing_ok=True)
     creates, updates, _ = make_events(tenures)
