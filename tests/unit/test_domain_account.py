@@ -22,6 +22,7 @@ from accounts.domain.account import (
     money,
     to_wire,
     wire_difference,
+    wire_view,
 )
 from accounts.domain.errors import ImmutableField, ValidationProblem
 
@@ -211,3 +212,19 @@ def test_an_update_event_carries_only_the_fields_that_changed() -> None:
         "lastUpdatedAt": "2026-01-06T09:00:00Z",
     }
     assert wire_difference(to_wire(account), to_wire(account)) == ({}, {})
+
+
+# The wire form, shared ------------------------------------------------------------------------
+
+
+def test_an_accounts_shared_wire_form_is_worked_out_once_and_equals_a_fresh_one() -> None:
+    account = an_account(consolidated_charges=(ConsolidatedCharge("Rent", "Weekly", Decimal("12.50")),))
+    shared = wire_view(account)
+
+    assert wire_view(account) is shared
+    assert shared == to_wire(account)
+    fresh = to_wire(account)
+    fresh["paymentReference"] = "changed by a PATCH"
+    assert wire_view(account)["paymentReference"] == "1000000005", "a fresh copy is the caller's to change"
+    changed = account.changed(EDITOR, TUESDAY, account_balance=Decimal("-1.00"))
+    assert wire_view(changed)["accountBalance"] == Decimal("-1.00"), "a new version has its own"

@@ -9,6 +9,7 @@ responses and the events can never disagree.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -204,8 +205,24 @@ def tenure_to_wire(tenure: AccountTenure | None) -> dict[str, Any] | None:
     }
 
 
+def wire_view(account: Account) -> Mapping[str, Any]:
+    """`to_wire`, worked out once per account object and then shared, for readers that never change it.
+
+    An account change works out the new account's wire form three times (its event, the
+    stored wire JSON, its interim row's source), and an account never changes (frozen).
+    """
+    cached: Mapping[str, Any] | None = account.__dict__.get("_wire")
+    if cached is None:
+        cached = to_wire(account)
+        object.__setattr__(account, "_wire", cached)
+    return cached
+
+
 def to_wire(account: Account) -> dict[str, Any]:
-    """The account as existing clients read it: camelCase, enums as strings, money as Decimal."""
+    """The account as existing clients read it: camelCase, enums as strings, money as Decimal.
+
+    A new dict on each call, which the caller may change (a PATCH does); see `wire_view`.
+    """
     return {
         "id": str(account.id),
         "parentAccountId": str(account.parent_account_id) if account.parent_account_id else None,
@@ -242,7 +259,7 @@ def version_tag(account_id: UUID, version: int) -> str:
     return f'"{account_id}-{version}"'
 
 
-def wire_difference(old: dict[str, Any], new: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def wire_difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The top-level fields that differ, as (oldData, newData)."""
     keys = [key for key in new if old.get(key) != new.get(key)]
     return {key: old.get(key) for key in keys}, {key: new[key] for key in keys}

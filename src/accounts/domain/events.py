@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from accounts.domain.account import Account, Actor, to_wire, wire_difference
+from accounts.domain.account import Account, Actor, wire_difference, wire_view
 
 TENURE_CREATED = "TenureCreatedEvent"
 TENURE_UPDATED = "TenureUpdatedEvent"
@@ -77,13 +78,32 @@ def _data(raw: dict[str, Any], key: str) -> dict[str, Any] | None:
     return value
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:32]} is out of range for a number")
+    return value
+
+
+def strict_json(body: bytes | str) -> Any:
+    """JSON as RFC 8259 has it: NaN, Infinity and numbers past a float's range refused (ValueError).
+
+    Python's json module reads them, but no JSON column can hold them faithfully.
+    """
+    return json.loads(body, parse_constant=_refuse_constant, parse_float=_finite)
+
+
 def parse_envelope(body: bytes | str | dict[str, Any]) -> EventEnvelope:
     """Read an envelope, naming the first thing wrong with it."""
     if isinstance(body, dict):
         raw: Any = body
     else:
         try:
-            raw = json.loads(body)
+            raw = strict_json(body)
         except (ValueError, UnicodeDecodeError) as error:
             raise MalformedEvent(f"body is not JSON: {error}") from None
         except RecursionError:
@@ -143,10 +163,10 @@ def _account_event(
 
 
 def account_created(account: Account, actor: Actor, correlation_id: UUID, at: datetime) -> EventEnvelope:
-    return _account_event(ACCOUNT_CREATED, account, actor, correlation_id, at, None, to_wire(account))
+    return _account_event(ACCOUNT_CREATED, account, actor, correlation_id, at, None, dict(wire_view(account)))
 
 
 def account_updated(old: Account, new: Account, actor: Actor, correlation_id: UUID, at: datetime) -> EventEnvelope:
     """Carries only the changed top-level fields, as the MTFH update events do."""
-    old_data, new_data = wire_difference(to_wire(old), to_wire(new))
+    old_data, new_data = wire_difference(wire_view(old), wire_view(new))
     return _account_event(ACCOUNT_UPDATED, new, actor, correlation_id, at, old_data, new_data)

@@ -25,8 +25,7 @@ from accounts.domain.account import (
     PrimaryTenant,
     RentGroupType,
     TenureTypeRef,
-    tenure_to_wire,
-    to_wire,
+    wire_view,
 )
 from accounts.domain.events import EventEnvelope
 from accounts.domain.interim import ROW_FIELDS, InterimRow
@@ -111,7 +110,7 @@ def account_values(account: Account, amount_owed: Decimal) -> dict[str, Any]:
         "consolidated_charges": [
             {"type": c.type, "frequency": c.frequency, "amount": str(c.amount)} for c in account.consolidated_charges
         ],
-        "tenure": tenure_to_wire(account.tenure),
+        "tenure": wire_view(account)["tenure"],
         "version": account.version,
         "wire": account_json(account).decode(),
     }
@@ -120,7 +119,7 @@ def account_values(account: Account, amount_owed: Decimal) -> dict[str, Any]:
 def account_json(account: Account) -> bytes:
     """The account's wire JSON, money as exact two-place numbers: what GET answers, byte for byte."""
     try:
-        return orjson.dumps(to_wire(account), default=_exact_money)
+        return orjson.dumps(wire_view(account), default=_exact_money)
     except orjson.JSONEncodeError as error:
         if "surrogate" not in str(error):
             raise
