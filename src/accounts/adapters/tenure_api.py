@@ -16,6 +16,7 @@ from uuid import UUID
 
 import httpx
 
+from accounts.domain.events import strict_json
 from accounts.service.ports import TransientError
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ class TenureApiClient:
         if status != 200:
             raise TransientError(f"Tenure API answered HTTP {status} for {path}")
         try:
-            body = response.json()
+            body = strict_json(response.content)
         except ValueError:
             raise TransientError(f"Tenure API answered something other than JSON for {path}") from None
         if not isinstance(body, dict):
