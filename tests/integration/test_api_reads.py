@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 
 import httpx
+import jwt
 import pytest
 from fastapi.testclient import TestClient
 
 from accounts.entrypoints.http.app import create_app
-from tests.integration.test_api_support import Api, shared_api, tenure_request
+from accounts.entrypoints.http.auth import mint_token
+from tests.integration.test_api_support import READER, Api, shared_api, tenure_request
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -98,6 +102,7 @@ def _requests(api: Api) -> list[tuple[str, dict[str, str]]]:
 
 def _same_answer(fast: httpx.Response, full: httpx.Response, sent: dict[str, str]) -> None:
     assert fast.status_code == full.status_code
+    assert list(fast.headers) == list(full.headers), "the same headers, in the same order"
     assert fast.headers.get("content-type") == full.headers.get("content-type")
     assert fast.headers.get("etag") == full.headers.get("etag")
     assert fast.headers.get("www-authenticate") == full.headers.get("www-authenticate")
@@ -144,6 +149,27 @@ def test_the_fast_path_answers_plain_reads_and_leaves_everything_else_to_the_ful
     assert not answered("/api/v1/accounts", f"targetId={account['targetId']}&sort=1")
     assert not answered("/api/v1/accounts", "")
     assert not answered("/api/v1/accounts/arrears")
+
+
+def test_the_fast_path_stops_answering_a_token_once_it_has_expired(api: Api) -> None:
+    fast_reads = api.client.app.fast_reads  # type: ignore[attr-defined]
+    account = api.create()
+    token = mint_token(
+        api.application.settings, **READER, groups=["housing-finance-read"], lifetime=timedelta(seconds=2)
+    )
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": f"/api/v1/accounts/{account['id']}",
+        "query_string": b"",
+        "headers": [(b"authorization", f"Bearer {token}".encode())],
+    }
+    assert asyncio.run(fast_reads.answer(scope)) is not None  # and its grant remembered
+    expires = jwt.decode(token, options={"verify_signature": False})["exp"]
+    time.sleep(max(0.0, expires - time.time()) + 0.1)
+
+    assert asyncio.run(fast_reads.answer(scope)) is None, "the full stack answers it"
+    assert api.client.get(scope["path"], headers={"Authorization": f"Bearer {token}"}).status_code == 401
 
 
 def test_reads_from_many_short_lived_threads_leave_the_writers_their_connections(api: Api) -> None:

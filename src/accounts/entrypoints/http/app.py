@@ -113,9 +113,11 @@ class AccountsApi(FastAPI):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self.fast_reads is not None:
-            response = await self.fast_reads.answer(scope)
-            if response is not None:
-                await response(scope, receive, send)
+            answer = await self.fast_reads.answer(scope)
+            if answer is not None:
+                body, headers = answer
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
                 return
         await super().__call__(scope, receive, send)
 
