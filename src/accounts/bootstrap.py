@@ -70,12 +70,12 @@ def build_sink(name: str, settings: Settings) -> InterimSink:
     raise ValueError(f"unknown interim sink {name!r}: use spreadsheet or database")
 
 
-def build_reads(engine: sa.Engine) -> AccountReads:
+def build_reads(engine: sa.Engine, cache_mb: int = 0) -> AccountReads:
     """The API's read side: straight from the driver for an embedded SQLite file, else through SQLAlchemy."""
     from accounts.adapters.database.account_reads import SqlAccountReads, SqliteAccountReads
 
     if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-        return SqliteAccountReads(engine)
+        return SqliteAccountReads(engine, cache_mb)
     return SqlAccountReads(engine)
 
 
@@ -149,4 +149,6 @@ def bootstrap(settings: Settings | None = None, *, run_migrations: bool = False)
         retry_base_seconds=settings.retry_base_seconds,
         retry_max_seconds=min(settings.retry_max_seconds, 30.0),
     )
-    return Application(settings, engine, accounts, tenure_events, interim, build_reads(engine), sinks)
+    return Application(
+        settings, engine, accounts, tenure_events, interim, build_reads(engine, settings.read_cache_mb), sinks
+    )

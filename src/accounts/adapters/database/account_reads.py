@@ -67,8 +67,9 @@ class SqliteAccountReads:
 
     inline = True
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, cache_mb: int = 0) -> None:
         self.path = str(engine.url.database)
+        self.cache_mb = cache_mb  # 0: SQLite's default
         self.local = threading.local()
         # Every connection opened, with its thread: those of finished threads are closed.
         self.opened: list[tuple[weakref.ref[threading.Thread], sqlite3.Connection]] = []
@@ -80,6 +81,8 @@ class SqliteAccountReads:
             connection = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             configure_sqlite_connection(connection)
             connection.execute("PRAGMA query_only=ON")
+            if self.cache_mb:
+                connection.execute(f"PRAGMA cache_size=-{int(self.cache_mb) * 1024}")  # negative: KiB
             self.local.connection = connection
             with self.lock:
                 finished = [c for thread, c in self.opened if not ((owner := thread()) and owner.is_alive())]
