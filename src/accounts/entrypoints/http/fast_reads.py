@@ -145,8 +145,15 @@ def _uuid(text: str) -> UUID | None:
         return None
 
 
+TARGET_ONLY = b"targetId="
+
+
 def _target_query(query_string: bytes) -> tuple[UUID, str | None] | None:
     """(target id, account type) from a plain `targetId=...[&accountType=...]` query, else None."""
+    if query_string.startswith(TARGET_ONLY) and len(query_string) == len(TARGET_ONLY) + 36:
+        # The commonest query by far, `targetId=<uuid>` alone: no decoding to do, so no parse_qsl.
+        target = _uuid(query_string[len(TARGET_ONLY) :].decode("latin-1"))
+        return None if target is None else (target, None)
     pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
     params = dict(pairs)
     if len(params) != len(pairs) or not params.keys() <= TARGET_PARAMETERS:
