@@ -455,7 +455,7 @@ def render(
         f"- load generator: {generator}; server: uvicorn, one worker, log level {servers.LOG_LEVEL}, for the service and the ceiling alike\n",
         "Each figure is measured in the same run, on the same machine, as its ceiling; the ratio is figure / ceiling. "
         f"The reads and their ceiling alternate in {http_items.READ_ROUNDS} rounds with both servers up (requests "
-        "and seconds added up over the rounds; p99 the worst round's). "
+        "and seconds added up over the rounds; percentiles over every request of every round). "
         "A missed target is marked **MISSED** with the measured figure; targets are the issue's, never lowered.\n",
         "## Results\n",
         markdown(rows),

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import servers
-from bench.loadgen import Load, LoadResult, run_load
+from bench.loadgen import Load, LoadResult, histogram_percentile, run_load
 from bench.seed import Seeded, scratch_copy
 
 ARREARS = "/api/v1/accounts/arrears?resultsCount=100&sortBy=amountOwed&direction=desc"
@@ -83,22 +83,31 @@ def _check_answers(port: int, token: str, seeded: Seeded) -> None:
 
 
 def combined(rounds: list[LoadResult]) -> LoadResult:
-    """Rounds of one load as one: requests and time added up; p50 the median round's, p99 and max the worst."""
-    p50s = sorted(result.p50_ms for result in rounds)
+    """Rounds of one load as one: requests and time added up, percentiles of every request of every round."""
     statuses: dict[str, int] = {}
+    merged: dict[int, int] = {}
     for result in rounds:
         for status, number in result.statuses.items():
             statuses[status] = statuses.get(status, 0) + number
+        for value, count in result.histogram:
+            merged[value] = merged.get(value, 0) + count
+    pairs = [[value, merged[value]] for value in sorted(merged)]
+    if pairs and all(result.histogram for result in rounds):
+        p50, p90, p99 = (histogram_percentile(pairs, fraction) / 1000 for fraction in (0.50, 0.90, 0.99))
+    else:  # no histograms: the worst round's (the median round's p50)
+        p50 = sorted(result.p50_ms for result in rounds)[len(rounds) // 2]
+        p90, p99 = max(result.p90_ms for result in rounds), max(result.p99_ms for result in rounds)
     return LoadResult(
         generator=rounds[0].generator,
         requests=sum(result.requests for result in rounds),
         seconds=sum(result.seconds for result in rounds),
         errors=sum(result.errors for result in rounds),
-        p50_ms=p50s[len(p50s) // 2],
-        p90_ms=max(result.p90_ms for result in rounds),
-        p99_ms=max(result.p99_ms for result in rounds),
+        p50_ms=p50,
+        p90_ms=p90,
+        p99_ms=p99,
         max_ms=max(result.max_ms for result in rounds),
         statuses=statuses,
+        histogram=pairs,
     )
 
 

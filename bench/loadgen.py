@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -54,6 +55,8 @@ class LoadResult:
     p99_ms: float
     max_ms: float
     statuses: dict[str, int] = field(default_factory=dict)
+    # Every latency, as [microseconds, how many]: so that rounds of one load merge into exact percentiles.
+    histogram: list[list[int]] = field(default_factory=list)
 
     @property
     def rps(self) -> float:
@@ -96,6 +99,12 @@ done = function(summary, latency, requests)
     "\\"p50_us\\":%%d,\\"p90_us\\":%%d,\\"p99_us\\":%%d,\\"max_us\\":%%d}\\n",
     summary.requests, summary.duration, e.connect + e.read + e.write + e.timeout, e.status,
     latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
+  local pairs = {}
+  for i = 1, #latency do
+    local value, count = latency(i)
+    pairs[#pairs + 1] = string.format("[%%d,%%d]", value, count)
+  end
+  io.write("BENCH-LATENCY [" .. table.concat(pairs, ",") .. "]\\n")
 end
 """
 
@@ -120,6 +129,7 @@ def _run_wrk(load: Load) -> LoadResult:
     if match is None:
         raise RuntimeError(f"wrk printed no result:\n{done.stdout}\n{done.stderr}")
     raw = json.loads(match.group(1))
+    latency = re.search(r"BENCH-LATENCY (\[.*\])", done.stdout)
     errors = int(raw["errors"]) + int(raw["status_errors"])
     return LoadResult(
         generator="wrk",
@@ -131,6 +141,7 @@ def _run_wrk(load: Load) -> LoadResult:
         p99_ms=raw["p99_us"] / 1000,
         max_ms=raw["max_us"] / 1000,
         statuses={"non-2xx/3xx": int(raw["status_errors"])} if raw["status_errors"] else {},
+        histogram=json.loads(latency.group(1)) if latency else [],
     )
 
 
@@ -146,6 +157,26 @@ def _run_python(load: Load) -> LoadResult:
         command = [sys.executable, "-m", "bench.loadgen", str(spec), str(result)]
         subprocess.run(command, check=True, env=python_env())
         return LoadResult(**json.loads(result.read_text(encoding="utf-8")))
+
+
+def histogram(microseconds: Iterable[int]) -> list[list[int]]:
+    """Latencies as [microseconds, how many], in order."""
+    counts: dict[int, int] = {}
+    for value in microseconds:
+        counts[value] = counts.get(value, 0) + 1
+    return [[value, counts[value]] for value in sorted(counts)]
+
+
+def histogram_percentile(pairs: list[list[int]], fraction: float) -> int:
+    """Nearest-rank percentile (microseconds) of a histogram of [microseconds, how many], in order."""
+    total = sum(count for _, count in pairs)
+    rank = max(1, math.ceil(fraction * total))
+    seen = 0
+    for value, count in pairs:
+        seen += count
+        if seen >= rank:
+            return value
+    return pairs[-1][0] if pairs else 0
 
 
 def percentile(ordered: list[float], fraction: float) -> float:
@@ -282,6 +313,7 @@ async def _generate(load: Load) -> LoadResult:
         p99_ms=percentile(ordered, 0.99) * 1000,
         max_ms=(ordered[-1] if ordered else 0.0) * 1000,
         statuses=stats.statuses,
+        histogram=histogram(round(elapsed * 1e6) for elapsed in ordered),
     )
 
 
