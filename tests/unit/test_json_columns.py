@@ -32,3 +32,17 @@ def test_what_is_not_json_is_refused_before_it_can_reach_a_column(text: str) -> 
 
 def test_strict_json_reads_ordinary_json() -> None:
     assert strict_json(b'{"a": [1, 2.5, -3e10, true, null, "x"]}') == {"a": [1, 2.5, -3e10, True, None, "x"]}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"id": 18446744073709551616}',  # 2**64: past orjson's integers, read exactly all the same
+        '{"id": -9223372036854775809}',
+        '{"name": "lone \\ud800 surrogate"}',  # orjson refuses it; the json module reads it, as before
+        '{"a": [1, 2.5, -0.0, 1e-7, "Zo\\u00eb", {"b": null}]}',
+    ],
+)
+def test_strict_json_reads_what_the_json_module_reads(text: str) -> None:
+    assert strict_json(text.encode("utf-8", "surrogatepass")) == json.loads(text)
+    assert strict_json(text) == json.loads(text)
