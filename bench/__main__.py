@@ -464,7 +464,7 @@ def render(
         "## Measured\n",
         details(outcome),
         "## How to run\n",
-        "```sh\nmake bench          # everything; about 15 minutes on 2 cores, writes this file\n"
+        "```sh\nmake bench          # everything; 8 to 13 minutes on 2 cores, writes this file\n"
         "make bench-smoke    # seconds: the scripts work and the table is well formed (what CI runs)\n"
         ".venv/bin/python -m bench --only listener --listener-sizes 1000,10000,50000\n"
         "ACCOUNTS_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1/bench_accounts \\\n"
