@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     sqs_max_receive_count: int = 10  # a backstop above max_attempts; the worker dead-letters first
     aws_region: str = "eu-west-2"
     embedded_lease_seconds: float = 30.0  # a received embedded message reappears if not acked by then
-    worker_batch_size: int = 500
+    worker_batch_size: int = 1000
     worker_poll_seconds: float = 0.2
     max_attempts: int = 5
     retry_base_seconds: float = 1.0

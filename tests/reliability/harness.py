@@ -47,6 +47,9 @@ FAST = {
     "ACCOUNTS_INTERIM_FLUSH_SECONDS": "0.5",
     "ACCOUNTS_EMBEDDED_LEASE_SECONDS": "3",
     "ACCOUNTS_LOG_LEVEL": "INFO",
+    # Small against the few thousand events of a test, so that every kill and outage lands mid-drain
+    # (a batch of the default 1,000 could finish a 5,000-event drain between two progress checks).
+    "ACCOUNTS_WORKER_BATCH_SIZE": "500",
 }
 
 

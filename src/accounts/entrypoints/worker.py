@@ -84,7 +84,7 @@ class Flag(Protocol):
     def wait(self, timeout: float | None = None) -> bool: ...
 
 
-# The listener allocates quickly (a batch of 500 events makes some 100,000 short-lived objects): at
+# The listener allocates quickly (a batch of 500 events made some 100,000 short-lived objects): at
 # Python's default threshold (700) the cyclic collector ran about 2,000 times for 20,000 events, about
 # a tenth of the worker's CPU. Collected less often, and without rescanning what startup made:
 GC_THRESHOLDS = (10_000, 20, 20)
