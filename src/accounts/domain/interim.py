@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
 
-from accounts.domain.account import Account, AccountType, RentGroupType, tenure_to_wire
+from accounts.domain.account import Account, AccountType, RentGroupType, wire_view
 from accounts.domain.errors import ValidationProblem
 from accounts.domain.tenure import TenureRecord, parse_date
 
@@ -166,7 +166,7 @@ def interim_row(account: Account, tenure: TenureRecord | None) -> InterimRow:
         account.rent_group_type,
         account.start_date,
         account.end_date,
-        tenure_to_wire(account.tenure),
+        wire_view(account)["tenure"],  # worked out once per account: its event and stored JSON need it too
         tenure.data if tenure is not None else None,
     )
 
