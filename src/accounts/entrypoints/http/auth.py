@@ -106,6 +106,10 @@ class TokenVerifier:
         return principal
 
     def authorise(self, authorization: str | None, allowed_groups: list[str], action: str) -> Actor:
+        return self.principal(authorization, allowed_groups, action).actor
+
+    def principal(self, authorization: str | None, allowed_groups: list[str], action: str) -> Principal:
+        """Who the Authorization header speaks for, if they may do `action` (else a 401 or 403 problem)."""
         if not authorization:
             raise ApiProblem(401, "a bearer token is required (Authorization: Bearer <token>)", headers=CHALLENGE)
         scheme, _, token = authorization.partition(" ")
@@ -114,7 +118,7 @@ class TokenVerifier:
         principal = self.verify(token.strip())
         if not principal.groups.intersection(allowed_groups):
             raise ApiProblem(403, f"to {action} you need to be in one of the groups: {', '.join(allowed_groups)}")
-        return principal.actor
+        return principal
 
 
 def mint_token(
