@@ -24,7 +24,7 @@ log = logging.getLogger("accounts")
 
 
 def configure_logging(settings: Settings) -> None:
-    from accounts.entrypoints.http.app import CorrelationFilter
+    from accounts.entrypoints.http.correlation import CorrelationFilter
 
     handler = logging.StreamHandler()
     handler.addFilter(CorrelationFilter())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -16,23 +15,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from accounts.bootstrap import Application
 from accounts.entrypoints.http import problems
 from accounts.entrypoints.http.auth import TokenVerifier
-from accounts.entrypoints.http.correlation import HEADER, correlation_id
+from accounts.entrypoints.http.correlation import HEADER, correlation_id, correlation_id_var
 from accounts.entrypoints.http.fast_reads import FastReads
 from accounts.entrypoints.http.problems import ApiProblem, problem_response
 from accounts.entrypoints.http.routes import build_router
 from accounts.service.ports import MessageBroker
 
 log = logging.getLogger(__name__)
-
-correlation_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("correlation_id", default="-")
-
-
-class CorrelationFilter(logging.Filter):
-    """Puts the request's correlation id on every log record."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.correlation_id = correlation_id_var.get()
-        return True
 
 
 class Publisher:
