@@ -81,8 +81,9 @@ def _data(raw: dict[str, Any], key: str) -> dict[str, Any] | None:
     return value
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
+def refuse_constant(name: str) -> Any:
+    """For json.loads's parse_constant: NaN and the infinities are not JSON numbers."""
+    raise ValueError(f"{name} is not a number")
 
 
 def _finite(text: str) -> float:
@@ -110,7 +111,7 @@ def strict_json(body: bytes | str) -> Any:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
             pass
-    return json.loads(body, parse_constant=_refuse_constant, parse_float=_finite)
+    return json.loads(body, parse_constant=refuse_constant, parse_float=_finite)
 
 
 def parse_envelope(body: bytes | str | dict[str, Any]) -> EventEnvelope:

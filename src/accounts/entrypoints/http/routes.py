@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from accounts.domain.account import Account, AccountType, Actor, etag, to_wire
 from accounts.domain.errors import ImmutableField, ValidationProblem
-from accounts.domain.events import MalformedEvent, parse_envelope
+from accounts.domain.events import MalformedEvent, parse_envelope, refuse_constant
 from accounts.entrypoints.http.problems import ApiProblem, problem_responses, reason
 from accounts.entrypoints.http.schemas import (
     JSON_PATCH_SCHEMA,
@@ -94,10 +94,6 @@ def stored_list_response(wires: list[bytes], headers: dict[str, str] | None = No
     return Response(body, media_type="application/json", headers=headers)
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number")
-
-
 async def read_json(request: Request, *, exact: bool = True) -> Any:
     """The body as JSON; with `exact`, numbers as Decimal (money never passes through float)."""
     raw = await request.body()
@@ -105,9 +101,9 @@ async def read_json(request: Request, *, exact: bool = True) -> Any:
         raise ApiProblem(400, "the request body is empty; send a JSON document")
     try:
         if not exact:
-            body = json.loads(raw, parse_constant=_reject_constant)
+            body = json.loads(raw, parse_constant=refuse_constant)
         else:
-            body = json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
+            body = json.loads(raw, parse_float=Decimal, parse_constant=refuse_constant)
     except RecursionError:
         body = None
     except (ValueError, UnicodeDecodeError) as error:
