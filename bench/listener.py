@@ -333,7 +333,7 @@ def drain(spec: Spec) -> DrainResult:
         spreadsheet = next(sink for sink in application.interim.sinks if sink.name == "spreadsheet")
         started = time.perf_counter()
         with application.uow() as uow:  # what `accounts interim rebuild` does, for the workbook alone
-            uow.interim.queue_everything(spreadsheet.name)
+            uow.deliveries.queue_everything(spreadsheet.name)
             uow.commit()
         original_flush(spreadsheet)
         result.rebuild_seconds = time.perf_counter() - started
@@ -342,7 +342,7 @@ def drain(spec: Spec) -> DrainResult:
     result.peak_rss = watch.stop()
     if spec.rebuild:
         with application.uow(read_only=True) as uow:
-            rows = uow.interim.all()
+            rows = uow.deliveries.all()
         started = time.perf_counter()
         spreadsheet.deliver(rows)
         result.write_seconds = time.perf_counter() - started

@@ -219,10 +219,10 @@ def test_a_batch_refused_at_commit_goes_one_by_one(
 
     rng = random.Random(34)
     tales = [story(rng).moved_to(f"{n} Well Street, London E9 7PX") for n in range(1, 4)]
-    original = SqlAlchemyUnitOfWork.start_batch
+    original = SqlAlchemyUnitOfWork.read_ahead
     slipped: list[UUID] = []
 
-    def start_batch(self: SqlAlchemyUnitOfWork, event_ids: Any, entity_ids: Any) -> None:
+    def read_ahead(self: SqlAlchemyUnitOfWork, event_ids: Any, entity_ids: Any) -> None:
         original(self, event_ids, entity_ids)
         if not slipped:
             slipped.append(event_ids[0])
@@ -232,7 +232,7 @@ def test_a_batch_refused_at_commit_goes_one_by_one(
                 )
             )
 
-    monkeypatch.setattr(SqlAlchemyUnitOfWork, "start_batch", start_batch)
+    monkeypatch.setattr(SqlAlchemyUnitOfWork, "read_ahead", read_ahead)
     caplog.set_level("INFO", logger="accounts.entrypoints.worker")
 
     listener = run_batch(application, *all_events(tales))
@@ -256,7 +256,7 @@ def test_an_account_changed_by_another_transaction_during_a_batch_fails_its_comm
     postgresql = application.engine.dialect.name == "postgresql"
 
     with pytest.raises(ConcurrencyConflict), application.uow() as uow:
-        uow.start_batch([], [tenure_id])
+        uow.read_ahead([], [tenure_id])
         account = uow.accounts.by_target(tenure_id, AccountType.MASTER)[0]
         change_account(uow, account, {"account_balance": Decimal("-10.00")}, context, ["spreadsheet"])
         bump = tables.accounts.update().where(tables.accounts.c.id == account.id).values(version=account.version + 1)

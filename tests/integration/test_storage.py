@@ -29,6 +29,7 @@ from accounts.domain.account import (
 from accounts.domain.events import account_created
 from accounts.domain.payment_reference import from_serial, has_valid_check_digit
 from accounts.domain.polarity import Polarity
+from accounts.service.accounts import active_master
 from accounts.service.ports import ACCOUNTS_TOPIC, TransientError
 from accounts.service.unit_of_work import ConcurrencyConflict
 from tests.conftest import make_settings
@@ -179,8 +180,8 @@ def test_the_database_itself_allows_one_active_master_account_per_target(applica
     store(application, an_account(target_id=first.target_id, account_status=AccountStatus.ENDED))
 
     with application.uow(read_only=True) as uow:
-        assert uow.accounts.active_master(first.target_id) == first
-        assert uow.accounts.active_master(uuid.uuid4()) is None
+        assert active_master(uow, first.target_id) == first
+        assert active_master(uow, uuid.uuid4()) is None
         everything = uow.accounts.by_target(first.target_id, None)
         sundries = uow.accounts.by_target(first.target_id, AccountType.SUNDRY)
     assert len(everything) == 3 and first in everything

@@ -436,7 +436,7 @@ def test_with_the_relay_and_sinks_in_a_process_of_their_own_every_account_reache
             ).scalar_one()
         assert unsent == 0, "the other process's relay published every account event"
         with app.uow(read_only=True) as uow:
-            references = sorted(row.payment_ref for row in uow.interim.all())
+            references = sorted(row.payment_ref for row in uow.deliveries.all())
         assert len(references) == 40
         assert sorted(workbook_rows(app.settings.spreadsheet_path)) == references
     finally:

@@ -175,6 +175,11 @@ class Account:
         return dataclasses.replace(candidate, last_updated_by=actor.label, last_updated_at=at, version=self.version + 1)
 
 
+def oldest_first(account: Account) -> tuple[datetime, UUID]:
+    """How a target's accounts are listed: oldest first, ties by id (the stored reads order by the same columns)."""
+    return (account.created_at, account.id)
+
+
 def _camel(snake: str) -> str:
     head, *rest = snake.split("_")
     return head + "".join(part.title() for part in rest)

@@ -232,10 +232,15 @@ def _check_payment_reference_free(uow: UnitOfWork, reference: str) -> None:
         raise AccountConflict("paymentReference", f"{reference} is already used by another account")
 
 
+def active_master(uow: UnitOfWork, target_id: UUID) -> Account | None:
+    """The target's one active Master account, if it has one (the database's unique index backs the rule)."""
+    return next((a for a in uow.accounts.by_target(target_id, AccountType.MASTER) if a.is_active), None)
+
+
 def _check_rules(uow: UnitOfWork, account: Account, previous: Account | None) -> None:
     """The rules that span accounts: one active Master per target, an existing parent."""
     if account.account_type is AccountType.MASTER and account.is_active:
-        existing = uow.accounts.active_master(account.target_id)
+        existing = active_master(uow, account.target_id)
         if existing is not None and existing.id != account.id:
             raise AccountConflict(
                 "targetId", f"{account.target_id} already has an active Master account ({existing.id})"
@@ -326,20 +331,25 @@ def sync_interim_row(uow: UnitOfWork, account: Account, at: datetime, interim_si
     """Keep the account's tenancy-agreement row, and tell each sink when it changed."""
     if not is_interim_account(account):
         # No longer a tenure Master account (its type was changed): its row leaves every sink.
-        removed = uow.interim.remove(account.id)
-        if removed is not None:
-            uow.interim.mark_pending(_owed(uow, interim_sinks), *removed)
+        remove_interim_row(uow, account.id, interim_sinks)
         return
     previous = uow.interim.by_account(account.id)
     row = interim_row(account, uow.tenures.get(account.target_id))
     if row == previous:
         return
-    version = uow.interim.save(account.id, row, previous, at)
+    version = uow.interim.save(account.id, row, at)
     sinks = _owed(uow, interim_sinks)
     uow.interim.mark_pending(sinks, row.payment_ref, version)
     if previous is not None and previous.payment_ref != row.payment_ref:
         # The old key's row must disappear from the sinks too.
         uow.interim.mark_pending(sinks, previous.payment_ref, version)
+
+
+def remove_interim_row(uow: UnitOfWork, account_id: UUID, interim_sinks: Sequence[str]) -> None:
+    """The account's row leaves every sink (it is no tenure account, or no account at all)."""
+    removed = uow.interim.remove(account_id)
+    if removed is not None:
+        uow.interim.mark_pending(_owed(uow, interim_sinks), *removed)
 
 
 def _owed(uow: UnitOfWork, interim_sinks: Sequence[str]) -> list[str]:

@@ -21,8 +21,8 @@ from datetime import date
 from typing import Protocol
 from uuid import UUID
 
-from accounts.domain.interim import FIELD_LABELS, InterimRow, format_date, interim_row_from
-from accounts.service.accounts import Clock, sync_interim_row, utc_now
+from accounts.domain.interim import FIELD_LABELS, InterimRow, format_date
+from accounts.service.accounts import Clock, remove_interim_row, sync_interim_row, utc_now
 from accounts.service.ports import InterimSink
 from accounts.service.unit_of_work import ConcurrencyConflict, UnitOfWork
 
@@ -75,7 +75,7 @@ class InterimSync:
         for attempt in range(1, attempts + 1):
             try:
                 with self.uow_factory() as uow:
-                    new = uow.interim.enable_sinks(self.sink_names, self.clock())
+                    new = uow.deliveries.enable_sinks(self.sink_names, self.clock())
                     uow.commit()
                 return new
             except ConcurrencyConflict:
@@ -119,7 +119,7 @@ class InterimSync:
 
     def _owed_anything(self, sink: InterimSink) -> bool:
         with self.uow_factory(read_only=True) as uow:
-            if uow.interim.has_pending(sink.name):
+            if uow.deliveries.has_pending(sink.name):
                 return True
         return _missing(sink)
 
@@ -128,8 +128,8 @@ class InterimSync:
         if sink.rewrites_everything:
             return self._rewrite(sink, force=force)
         with self.uow_factory(read_only=True) as uow:
-            pending = uow.interim.pending(sink.name, self.batch_size)
-            rows = uow.interim.rows([ref for ref, _ in pending])
+            pending = uow.deliveries.pending(sink.name, self.batch_size)
+            rows = uow.deliveries.rows([ref for ref, _ in pending])
         if not pending:
             return 0
         try:
@@ -147,12 +147,12 @@ class InterimSync:
         """Rewrite a sink whole from every row, streamed: the table is never held in memory at once."""
         failure: Exception | None = None
         with self.uow_factory(read_only=True) as uow:
-            pending = uow.interim.pending(sink.name, REWRITE_BATCH)
+            pending = uow.deliveries.pending(sink.name, REWRITE_BATCH)
             if not pending and not force and not _missing(sink):
                 return 0
             # Pending first, rows second (in the same read transaction, which the sink reads
             # the rows from): the rows are at least as new as what is cleared.
-            reading = _Reading(uow.interim.stream())
+            reading = _Reading(uow.deliveries.stream())
             try:
                 sink.deliver(reading)
             except Exception as error:
@@ -166,8 +166,8 @@ class InterimSync:
 
     def _delivered(self, sink: InterimSink, pending: Sequence[tuple[str, int]]) -> int:
         with self.uow_factory() as uow:
-            uow.interim.clear_pending(sink.name, pending)
-            uow.interim.note_delivery(sink.name, self.clock(), None)
+            uow.deliveries.clear_pending(sink.name, pending)
+            uow.deliveries.note_delivery(sink.name, self.clock(), None)
             uow.commit()
         self._recovered(sink)
         return len(pending)
@@ -206,14 +206,14 @@ class InterimSync:
     def _note(self, sink: InterimSink, error: str) -> None:
         try:
             with self.uow_factory() as uow:
-                uow.interim.note_delivery(sink.name, self.clock(), error[:2000])
+                uow.deliveries.note_delivery(sink.name, self.clock(), error[:2000])
                 uow.commit()
         except Exception:  # the database may be what is down; the log line above already says so
             log.debug("could not record the failure of sink %s", sink.name, exc_info=True)
 
     def pending_counts(self) -> dict[str, int]:
         with self.uow_factory(read_only=True) as uow:
-            return {sink.name: uow.interim.count_pending(sink.name) for sink in self.sinks}
+            return {sink.name: uow.deliveries.count_pending(sink.name) for sink in self.sinks}
 
     # Rebuilding --------------------------------------------------------------------
 
@@ -228,7 +228,7 @@ class InterimSync:
         report = RebuildReport(refreshed=self.refresh())
         with self.uow_factory() as uow:
             for sink in self.sinks:
-                report.queued += uow.interim.queue_everything(sink.name)
+                report.queued += uow.deliveries.queue_everything(sink.name)
             uow.commit()
         for sink in self.sinks:
             self._retry_at.pop(sink.name, None)
@@ -251,9 +251,9 @@ class InterimSync:
     def refresh(self) -> int:
         """Bring the sync table in line with the accounts; returns the number of accounts corrected."""
         with self.uow_factory(read_only=True) as uow:
-            expected = {values[0]: interim_row_from(*values[1:]) for values in uow.accounts.interim_values()}
-            owners = uow.interim.account_ids()
-            current = {owners[row.payment_ref]: row for row in uow.interim.all() if row.payment_ref in owners}
+            expected = {source.account_id: source.row() for source in uow.accounts.interim_sources()}
+            owners = uow.deliveries.account_ids()
+            current = {owners[row.payment_ref]: row for row in uow.deliveries.all() if row.payment_ref in owners}
         stale = sorted(key for key in expected.keys() | current.keys() if expected.get(key) != current.get(key))
         corrected = len(stale)
         # A row may hold the key another needs (two references swapped): such a one goes round again.
@@ -278,16 +278,13 @@ class InterimSync:
             if account is not None:
                 sync_interim_row(uow, account, self.clock(), self.sink_names)
             else:
-                removed = uow.interim.remove(account_id)
-                if removed is not None:
-                    owed = list(dict.fromkeys([*self.sink_names, *uow.interim.registered_sinks()]))
-                    uow.interim.mark_pending(owed, *removed)
+                remove_interim_row(uow, account_id, self.sink_names)
             uow.commit()
 
     def _prune(self, sink: InterimSink) -> int:
         """Remove the rows an upserted sink holds for no tenure account."""
         with self.uow_factory(read_only=True) as uow:
-            known = set(uow.interim.account_ids())
+            known = set(uow.deliveries.account_ids())
         extra = sorted({row.payment_ref for row in sink.read_rows()} - known)
         if extra:
             sink.remove(extra)
@@ -351,7 +348,7 @@ def _shown(value: object) -> str:
 
 def expected_rows(uow: UnitOfWork) -> list[InterimRow]:
     """The rows the accounts (the source of truth) say the interim solution must hold."""
-    return [interim_row_from(*values[1:]) for values in uow.accounts.interim_values()]
+    return [source.row() for source in uow.accounts.interim_sources()]
 
 
 def compare(target: str, expected: Iterable[InterimRow], found: Iterable[InterimRow]) -> list[Difference]:
@@ -388,7 +385,7 @@ def reconcile(
     """Every difference between the accounts and each sink (and the sync table); empty when all agree."""
     with uow_factory(read_only=True) as uow:
         expected = expected_rows(uow)
-        synced = uow.interim.all() if sync_table else None
+        synced = uow.deliveries.all() if sync_table else None
     differences: list[Difference] = []
     if synced is not None:
         differences.extend(compare(SYNC_TABLE, expected, synced))

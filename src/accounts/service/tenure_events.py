@@ -144,8 +144,8 @@ class TenureEventHandler:
     def handle_many(self, events: Sequence[EventEnvelope]) -> list[Outcome | Exception]:
         """Apply several events in one transaction, each in a savepoint of its own.
 
-        The unit of work is in batch mode: what the events need is read ahead in a few
-        queries and their writes go to the database together at commit. An event that
+        What the events need is read ahead in a few queries, and their writes go to the
+        database together at commit (as every unit of work's do). An event that
         fails is undone alone and its error stands in its place in the result; the caller
         gives it the one-by-one treatment (`handle`, which also asks the Tenure API about
         unseen tenures). The others commit together, each with its processed-event record,
@@ -155,7 +155,7 @@ class TenureEventHandler:
         results: list[Outcome | Exception] = []
         with self.uow_factory() as uow:
             handled = [event for event in events if event.event_type in TENURE_EVENT_TYPES]
-            uow.start_batch([event.id for event in handled], [event.entity_id for event in handled])
+            uow.read_ahead([event.id for event in handled], [event.entity_id for event in handled])
             for event in events:
                 if event.event_type not in TENURE_EVENT_TYPES:
                     log.info("skipping event %s of unknown type %s", event.id, event.event_type)

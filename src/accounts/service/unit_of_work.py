@@ -1,7 +1,22 @@
-"""The unit of work: one transaction per command, and the repositories inside it.
+"""The unit of work: one transaction per command, and the stores inside it.
 
-The service layer depends on these protocols only; `adapters.database` implements
-them with SQLAlchemy for SQLite and PostgreSQL alike.
+The service layer depends on these protocols only. `adapters.database` implements
+them once, set-based, for SQLite and PostgreSQL alike: what a command reads is
+remembered, what it writes is kept and written at commit, so many commands sharing
+one transaction (the listener's batch of events) and one command alone (an API
+request: a batch of one) go through the same statements. `tests/fakes.py` holds
+them in memory for the service layer's unit tests; `tests/contract` runs one suite
+of rules against every implementation.
+
+Two sides:
+
+* the **account side**, changed by commands: accounts (with their payment references),
+  the tenure copies, the processed events, the interim row of each tenure account
+  with what each sink is owed of it, and the outbox of events. All of it is written
+  together at commit, or not at all.
+* the **delivery side**, read and acknowledged by the relay and the sink flushers:
+  the outbox's pending events, the interim sinks' queues, the dead letters. These run
+  in transactions of their own and are written as they are called.
 """
 
 from __future__ import annotations
@@ -12,22 +27,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 from uuid import UUID
 
 from accounts.domain.account import Account, AccountType
 from accounts.domain.events import EventEnvelope
-from accounts.domain.interim import InterimRow
+from accounts.domain.interim import InterimRow, interim_row_from
 from accounts.domain.polarity import TargetType
 from accounts.domain.tenure import TenureRecord
 
 
 class ConcurrencyConflict(Exception):
     """Another transaction changed or claimed the same thing first; the command may be retried."""
-
-
-class NotInBatch(Exception):
-    """A unit of work in batch mode cannot do this in memory: the command is to be run on its own."""
 
 
 @dataclass(frozen=True)
@@ -43,19 +54,47 @@ class DeadLetter:
     replayed_at: datetime | None
 
 
-# (account id, payment reference, rent group, start date, end date, the account's tenure in wire
-# form, the listener's tenure copy data): what `domain.interim.interim_row_from` takes.
-InterimValues = tuple[
-    UUID, str, str | None, datetime | None, datetime | None, dict[str, Any] | None, dict[str, Any] | None
-]
+class InterimSource(NamedTuple):
+    """What a tenure account's interim row is made from, as stored (no `Account` made: reconciling reads 100,000s)."""
+
+    account_id: UUID
+    payment_reference: str
+    rent_group_type: str | None
+    start_date: datetime | None
+    end_date: datetime | None
+    account_tenure: dict[str, Any] | None  # the account's tenure in wire form
+    tenure_data: dict[str, Any] | None  # the listener's copy of the tenure
+
+    def row(self) -> InterimRow:
+        return interim_row_from(
+            self.payment_reference,
+            self.rent_group_type,
+            self.start_date,
+            self.end_date,
+            self.account_tenure,
+            self.tenure_data,
+        )
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    position: int
+    topic: str
+    group_id: str
+    event_id: UUID
+    payload: bytes
+
+
+# The account side ---------------------------------------------------------------------
 
 
 class AccountRepository(Protocol):
     def get(self, account_id: UUID, *, for_update: bool = False) -> Account | None:
         """The current version; `for_update` holds it (PostgreSQL row lock) until the transaction ends."""
 
-    def by_target(self, target_id: UUID, account_type: AccountType | None) -> list[Account]: ...
-    def active_master(self, target_id: UUID) -> Account | None: ...
+    def by_target(self, target_id: UUID, account_type: AccountType | None) -> list[Account]:
+        """The target's accounts (of one type, if given), oldest first (`domain.account.oldest_first`)."""
+
     def payment_reference_taken(self, payment_reference: str) -> bool: ...
     def add(self, account: Account, amount_owed: Decimal) -> None: ...
 
@@ -66,11 +105,8 @@ class AccountRepository(Protocol):
         self, account_type: AccountType | None, sort_column: str, descending: bool, limit: int
     ) -> list[Account]: ...
 
-    def interim_sources(self) -> Iterator[tuple[Account, TenureRecord | None]]:
-        """Every tenure Master account with the listener's tenure copy, if any."""
-
-    def interim_values(self) -> Iterator[InterimValues]:
-        """The same as stored values (see InterimValues), without making an Account of each."""
+    def interim_sources(self) -> Iterator[InterimSource]:
+        """What every tenure Master account's interim row is made from."""
 
 
 class TargetTypeRepository(Protocol):
@@ -83,13 +119,34 @@ class PaymentReferenceSerials(Protocol):
         """A serial no other transaction will ever get (held until this one ends)."""
 
 
-@dataclass(frozen=True)
-class OutboxMessage:
-    position: int
-    topic: str
-    group_id: str
-    event_id: UUID
-    payload: bytes
+class ProcessedEvents(Protocol):
+    def seen(self, event_id: UUID) -> bool: ...
+    def record(self, event: EventEnvelope, outcome: str, at: datetime) -> None: ...
+
+
+class TenureCopies(Protocol):
+    def get(self, tenure_id: UUID, *, for_update: bool = False) -> TenureRecord | None:
+        """A copy the caller may change freely: nothing is stored until `save`."""
+
+    def save(self, record: TenureRecord, at: datetime) -> None: ...
+
+
+class InterimRows(Protocol):
+    """Each tenure account's interim row, and which sinks are owed which version of it."""
+
+    def by_account(self, account_id: UUID) -> InterimRow | None: ...
+
+    def save(self, account_id: UUID, row: InterimRow, at: datetime) -> int:
+        """Insert or replace the account's row (its key may change); return the new version."""
+
+    def remove(self, account_id: UUID) -> tuple[str, int] | None:
+        """Delete the account's row: (its payment ref, the version its removal counts as), or None."""
+
+    def mark_pending(self, sinks: Sequence[str], payment_ref: str, version: int) -> None:
+        """The sinks are owed this version of the row (pending versions only ever rise)."""
+
+    def registered_sinks(self) -> list[str]:
+        """Every sink ever enabled, configured in this process or not."""
 
 
 class Outbox(Protocol):
@@ -99,34 +156,25 @@ class Outbox(Protocol):
     def count_pending(self) -> int: ...
 
 
-class ProcessedEvents(Protocol):
-    def seen(self, event_id: UUID) -> bool: ...
-    def record(self, event: EventEnvelope, outcome: str, at: datetime) -> None: ...
+# The delivery side --------------------------------------------------------------------
 
 
-class TenureCopies(Protocol):
-    def get(self, tenure_id: UUID, *, for_update: bool = False) -> TenureRecord | None: ...
-    def save(self, record: TenureRecord, at: datetime) -> None: ...
-
-
-class InterimRows(Protocol):
-    def get(self, payment_ref: str) -> InterimRow | None: ...
-    def by_account(self, account_id: UUID) -> InterimRow | None: ...
-
-    def save(self, account_id: UUID, row: InterimRow, previous: InterimRow | None, at: datetime) -> int:
-        """Insert or replace the account's row (its key may change); return the new version."""
-
-    def mark_pending(self, sinks: Sequence[str], payment_ref: str, version: int) -> None: ...
-    def all(self) -> list[InterimRow]: ...
-
-    def stream(self) -> Iterator[InterimRow]:
-        """Every row, by payment ref, read a batch at a time; consumed before the unit of work ends."""
+class InterimDeliveries(Protocol):
+    """What each interim sink is owed, and how its deliveries went."""
 
     def pending(self, sink: str, limit: int) -> list[tuple[str, int]]:
         """(payment_ref, version) the sink has still to receive, oldest first."""
 
     def has_pending(self, sink: str) -> bool: ...
+    def count_pending(self, sink: str) -> int: ...
     def rows(self, payment_refs: Sequence[str]) -> list[InterimRow]: ...
+    def all(self) -> list[InterimRow]: ...
+
+    def stream(self) -> Iterator[InterimRow]:
+        """Every row, by payment ref, read a batch at a time; consumed before the unit of work ends."""
+
+    def account_ids(self) -> dict[str, UUID]:
+        """payment ref -> account id, for every row."""
 
     def clear_pending(self, sink: str, delivered: Sequence[tuple[str, int]]) -> None:
         """Forget what was delivered, unless the row changed again meanwhile."""
@@ -136,13 +184,6 @@ class InterimRows(Protocol):
 
     def queue_everything(self, sink: str) -> int: ...
     def note_delivery(self, sink: str, at: datetime, error: str | None) -> None: ...
-
-    def remove(self, account_id: UUID) -> tuple[str, int] | None:
-        """Delete the account's row: (its payment ref, the version its removal counts as), or None."""
-
-    def registered_sinks(self) -> list[str]: ...
-    def account_ids(self) -> dict[str, UUID]: ...
-    def count_pending(self, sink: str) -> int: ...
 
 
 class DeadLetters(Protocol):
@@ -165,10 +206,11 @@ class UnitOfWork(Protocol):
     accounts: AccountRepository
     target_types: TargetTypeRepository
     payment_references: PaymentReferenceSerials
-    outbox: Outbox
     processed_events: ProcessedEvents
     tenures: TenureCopies
     interim: InterimRows
+    outbox: Outbox
+    deliveries: InterimDeliveries
     dead_letters: DeadLetters
 
     def __enter__(self) -> UnitOfWork: ...
@@ -179,16 +221,13 @@ class UnitOfWork(Protocol):
         """Roll back whatever was not committed."""
 
     def commit(self) -> None:
-        """Commit; ConcurrencyConflict when a uniqueness rule was raced by another transaction."""
+        """Write what was kept and commit; ConcurrencyConflict when another transaction changed or claimed it first."""
 
     def savepoint(self) -> AbstractContextManager[None]:
-        """A nested transaction: an exception inside undoes only what was done inside, then propagates."""
+        """An exception inside undoes only what was done inside (then propagates); nothing is written before commit."""
 
-    def start_batch(self, event_ids: Sequence[UUID], entity_ids: Sequence[UUID]) -> None:
-        """From here on, many commands share this transaction (the listener's batch of events).
+    def read_ahead(self, event_ids: Sequence[UUID], tenure_ids: Sequence[UUID]) -> None:
+        """What commands about these events and tenures will read, read at once (the listener's batch).
 
-        What commands about these events and entities will read is read ahead at once; writes
-        are kept until `commit`, which writes them together; a savepoint costs no round trip.
-        The results are those of running the commands one after another. A command needing
-        what a batch cannot give raises NotInBatch (inside its savepoint): run it on its own.
+        Only a matter of speed: without it each is read when first asked for.
         """

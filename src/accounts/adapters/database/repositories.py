@@ -1,165 +1,112 @@
-"""SQLAlchemy Core repositories: rows in, domain values out."""
+"""The repositories: SQLAlchemy Core, set-based by design, the one implementation of every storage rule.
+
+The account side (accounts, serials, tenure copies, processed events, interim rows and
+their pending marks, the outbox) reads through memory and writes at commit (see
+`journal.py`): what a unit of work will ask for may be read ahead in a few `IN (...)`
+queries (`read_ahead`), anything else is read when first asked for and remembered, and
+its writes go out together at commit with one `executemany` per statement. An API request
+is a batch of one through the same statements as the listener's batch of a thousand.
+
+Writes that can race another transaction are guarded when they are written: account and
+interim-row updates carry the version read (`WHERE version = :read`), so a change
+committed meanwhile makes the commit a `ConcurrencyConflict`, as do the unique keys
+(processed events, payment references, one active Master per target). The caller then
+retries, or (the listener) goes one event at a time.
+
+The delivery side (the outbox's pending events, the sinks' queues, dead letters) runs in
+transactions of its own, statement by statement; a statement that reads a table memory
+writes writes what memory kept first (`Memory.execute`), so it always sees it.
+"""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as postgresql_dml
 from sqlalchemy.dialects import sqlite as sqlite_dml
 
 from accounts.adapters.database import tables as t
 from accounts.adapters.database.bulk import executemany
-from accounts.domain.account import (
-    Account,
-    AccountStatus,
-    AccountTenure,
-    AccountType,
-    ConsolidatedCharge,
-    PrimaryTenant,
-    RentGroupType,
-    TenureTypeRef,
-    wire_view,
+from accounts.adapters.database.journal import Journal, Memory, chunks
+from accounts.adapters.database.rows import (
+    account_from_row,
+    account_values,
+    aware,
+    interim_from_row,
+    interim_values,
+    outbox_values,
+    processed_values,
+    tenure_from_row,
+    tenure_values,
 )
+from accounts.domain.account import Account, AccountType, oldest_first
 from accounts.domain.events import EventEnvelope
-from accounts.domain.interim import ROW_FIELDS, InterimRow
+from accounts.domain.interim import InterimRow
 from accounts.domain.polarity import Polarity, TargetType
 from accounts.domain.tenure import TenureRecord
-from accounts.service.unit_of_work import ConcurrencyConflict, DeadLetter, InterimValues, OutboxMessage
+from accounts.service.unit_of_work import ConcurrencyConflict, DeadLetter, InterimSource, OutboxMessage
+
+__all__ = ["PRN_COUNTER", "account_values"]  # the benchmarks' seeding writes accounts as the repositories do
 
 PRN_COUNTER = "prn"
+# References read at once when the allocator asks whether one is taken: it asks for consecutive serials.
+REFERENCE_RANGE = 256
 
-
-def aware(value: datetime | None) -> datetime | None:
-    """SQLite hands timestamps back naive; they were written as UTC."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
-
-
-def _tenure_from_json(raw: dict[str, Any] | None) -> AccountTenure | None:
-    if not raw:
-        return None
-    tenure_type = raw.get("tenureType")
-    return AccountTenure(
-        tenure_id=UUID(raw["tenureId"]),
-        tenure_type=TenureTypeRef(tenure_type["code"], tenure_type.get("description") or "") if tenure_type else None,
-        full_address=raw.get("fullAddress"),
-        primary_tenants=tuple(
-            PrimaryTenant(UUID(p["id"]), p.get("fullName") or "") for p in raw.get("primaryTenants") or []
-        ),
-    )
-
-
-def account_from_row(row: sa.Row[Any]) -> Account:
-    return Account(
-        id=row.id,
-        target_type=row.target_type,
-        target_id=row.target_id,
-        account_type=AccountType(row.account_type),
-        payment_reference=row.payment_reference,
-        created_by=row.created_by,
-        created_at=aware(row.created_at),  # type: ignore[arg-type]
-        last_updated_by=row.last_updated_by,
-        last_updated_at=aware(row.last_updated_at),  # type: ignore[arg-type]
-        account_status=AccountStatus(row.account_status),
-        rent_group_type=RentGroupType(row.rent_group_type) if row.rent_group_type else None,
-        agreement_type=row.agreement_type,
-        account_balance=Decimal(row.account_balance).quantize(Decimal("0.01")),
-        consolidated_balance=Decimal(row.consolidated_balance).quantize(Decimal("0.01")),
-        parent_account_id=row.parent_account_id,
-        start_date=aware(row.start_date),
-        end_date=aware(row.end_date),
-        end_reason_code=row.end_reason_code,
-        consolidated_charges=tuple(
-            ConsolidatedCharge(c["type"], c["frequency"], Decimal(c["amount"])) for c in row.consolidated_charges
-        ),
-        tenure=_tenure_from_json(row.tenure),
-        version=row.version,
-    )
-
-
-def account_values(account: Account, amount_owed: Decimal) -> dict[str, Any]:
-    return {
-        "id": account.id,
-        "target_type": account.target_type,
-        "target_id": account.target_id,
-        "account_type": account.account_type.value,
-        "rent_group_type": account.rent_group_type.value if account.rent_group_type else None,
-        "agreement_type": account.agreement_type,
-        "account_balance": account.account_balance,
-        "consolidated_balance": account.consolidated_balance,
-        "amount_owed": amount_owed,
-        "payment_reference": account.payment_reference,
-        "parent_account_id": account.parent_account_id,
-        "created_by": account.created_by,
-        "created_at": account.created_at,
-        "last_updated_by": account.last_updated_by,
-        "last_updated_at": account.last_updated_at,
-        "start_date": account.start_date,
-        "end_date": account.end_date,
-        "end_reason_code": account.end_reason_code,
-        "account_status": account.account_status.value,
-        # Amounts as text: JSON numbers would pass through float.
-        "consolidated_charges": [
-            {"type": c.type, "frequency": c.frequency, "amount": str(c.amount)} for c in account.consolidated_charges
-        ],
-        "tenure": wire_view(account)["tenure"],
-        "version": account.version,
-        "wire": account_json(account).decode(),
-    }
-
-
-def account_json(account: Account) -> bytes:
-    """The account's wire JSON, money as exact two-place numbers: what GET answers, byte for byte."""
-    try:
-        return orjson.dumps(wire_view(account), default=_exact_money)
-    except orjson.JSONEncodeError as error:
-        if "surrogate" not in str(error):
-            raise
-        # Text that is not Unicode (a lone surrogate escaped in some JSON): no database can store
-        # it either, so it is refused as the driver would refuse it, never retried.
-        raise UnicodeEncodeError("utf-8", str(error), 0, 1, "a lone surrogate is not storable text") from error
-
-
-# The listener's and the API's hot statements, built once: building a statement and its
-# cache key on every call cost about a quarter of the listener's time per event.
 _accounts = t.accounts.c
 _ACCOUNT = sa.select(t.accounts).where(_accounts.id == sa.bindparam("id"))
 _ACCOUNT_FOR_UPDATE = _ACCOUNT.with_for_update()
-_BY_TARGET = (
-    sa.select(t.accounts)
-    .where(_accounts.target_id == sa.bindparam("target_id"))
-    .order_by(_accounts.created_at, _accounts.id)
+_ACCOUNTS_BY_TARGETS = sa.select(t.accounts).where(_accounts.target_id.in_(sa.bindparam("ids", expanding=True)))
+_REFERENCES_BETWEEN = sa.select(_accounts.id, _accounts.payment_reference).where(
+    _accounts.payment_reference >= sa.bindparam("low"), _accounts.payment_reference < sa.bindparam("high")
 )
-_BY_TARGET_AND_TYPE = _BY_TARGET.where(_accounts.account_type == sa.bindparam("account_type"))
-_ACTIVE_MASTER = sa.select(t.accounts).where(
-    _accounts.target_id == sa.bindparam("target_id"),
-    _accounts.account_type == AccountType.MASTER.value,
-    _accounts.account_status != AccountStatus.ENDED.value,
+_REFERENCE = sa.select(_accounts.id, _accounts.payment_reference).where(
+    _accounts.payment_reference == sa.bindparam("reference")
 )
-_PAYMENT_REFERENCE = sa.select(_accounts.id).where(_accounts.payment_reference == sa.bindparam("payment_reference"))
+_INSERT_ACCOUNT = t.accounts.insert()
 # The SET clause is every column in the parameters; the b_ names are the WHERE clause's.
 _UPDATE_ACCOUNT = t.accounts.update().where(
     _accounts.id == sa.bindparam("b_id"), _accounts.version == sa.bindparam("b_expected_version")
 )
-_PROCESSED = sa.select(t.processed_events.c.event_id).where(t.processed_events.c.event_id == sa.bindparam("event_id"))
-_TENURE = sa.select(t.tenure_copies).where(t.tenure_copies.c.tenure_id == sa.bindparam("tenure_id"))
-_TENURE_FOR_UPDATE = _TENURE.with_for_update()
-_UPDATE_TENURE = t.tenure_copies.update().where(t.tenure_copies.c.tenure_id == sa.bindparam("b_tenure_id"))
-_INTERIM_BY_ACCOUNT = sa.select(t.interim_rows).where(t.interim_rows.c.account_id == sa.bindparam("account_id"))
-_UPDATE_INTERIM_ROW = (
-    t.interim_rows.update()
-    .where(t.interim_rows.c.account_id == sa.bindparam("b_account_id"))
-    .values(version=t.interim_rows.c.version + 1)
-    .returning(t.interim_rows.c.version)
+
+_counter = t.payment_reference_counter
+_READ_COUNTER = sa.select(_counter.c.next_serial).where(_counter.c.name == PRN_COUNTER).with_for_update()
+_WRITE_COUNTER = _counter.update().where(_counter.c.name == PRN_COUNTER).values(next_serial=sa.bindparam("serial"))
+
+_PROCESSED_IN = sa.select(t.processed_events.c.event_id).where(
+    t.processed_events.c.event_id.in_(sa.bindparam("ids", expanding=True))
 )
+_INSERT_PROCESSED = t.processed_events.insert()
+
+_copies = t.tenure_copies.c
+_TENURE = sa.select(t.tenure_copies).where(_copies.tenure_id == sa.bindparam("tenure_id"))
+_TENURE_FOR_UPDATE = _TENURE.with_for_update()
+# Sorted, so that two workers locking overlapping batches (PostgreSQL) take the locks in one order.
+_TENURES_IN = (
+    sa.select(t.tenure_copies)
+    .where(_copies.tenure_id.in_(sa.bindparam("ids", expanding=True)))
+    .order_by(_copies.tenure_id)
+    .with_for_update()
+)
+_INSERT_TENURE = t.tenure_copies.insert()
+_UPDATE_TENURE = t.tenure_copies.update().where(_copies.tenure_id == sa.bindparam("b_tenure_id"))
+
+_rows = t.interim_rows.c
+_INTERIM_BY_ACCOUNTS = sa.select(t.interim_rows).where(_rows.account_id.in_(sa.bindparam("ids", expanding=True)))
+_INSERT_INTERIM_ROW = t.interim_rows.insert()
+_UPDATE_INTERIM_ROW = t.interim_rows.update().where(
+    _rows.account_id == sa.bindparam("b_account_id"), _rows.version == sa.bindparam("b_version")
+)
+_DELETE_INTERIM_ROW = t.interim_rows.delete().where(
+    _rows.account_id == sa.bindparam("b_account_id"), _rows.version == sa.bindparam("b_version")
+)
+_SINKS = sa.select(t.interim_sinks.c.sink).order_by(t.interim_sinks.c.sink)
+
+_pending = t.interim_pending.c
 
 
 def _next_pending_version(pending_version: Any, version: Any) -> Any:
@@ -169,70 +116,171 @@ def _next_pending_version(pending_version: Any, version: Any) -> Any:
 
 
 def _pending_upsert(insert: Any) -> Any:
-    pending = t.interim_pending
     return insert.on_conflict_do_update(
-        index_elements=[pending.c.sink, pending.c.payment_ref],
-        set_={"version": _next_pending_version(pending.c.version, insert.excluded.version)},
+        index_elements=[_pending.sink, _pending.payment_ref],
+        set_={"version": _next_pending_version(_pending.version, insert.excluded.version)},
     )
 
 
-_PENDING_UNLOCKED = (
-    sa.select(t.interim_pending.c.payment_ref)
-    .where(
-        t.interim_pending.c.sink == sa.bindparam("sink"),
-        t.interim_pending.c.payment_ref.in_(sa.bindparam("refs", expanding=True)),
-    )
-    .with_for_update(skip_locked=True)
-)
-_CLEAR_PENDING = t.interim_pending.delete().where(
-    t.interim_pending.c.sink == sa.bindparam("b_sink"),
-    t.interim_pending.c.payment_ref == sa.bindparam("ref"),
-    t.interim_pending.c.version <= sa.bindparam("delivered_version"),
-)
-
+# Insert a sink's mark, or move an existing one on (the same statement in both dialects' words).
 _PENDING_UPSERTS = {
     "sqlite": _pending_upsert(sqlite_dml.insert(t.interim_pending)),
     "postgresql": _pending_upsert(postgresql_dml.insert(t.interim_pending)),
 }
+_PENDING_UNLOCKED = (
+    sa.select(_pending.payment_ref)
+    .where(_pending.sink == sa.bindparam("sink"), _pending.payment_ref.in_(sa.bindparam("refs", expanding=True)))
+    .with_for_update(skip_locked=True)
+)
+_CLEAR_PENDING = t.interim_pending.delete().where(
+    _pending.sink == sa.bindparam("b_sink"),
+    _pending.payment_ref == sa.bindparam("ref"),
+    _pending.version <= sa.bindparam("delivered_version"),
+)
+_INSERT_OUTBOX = t.outbox.insert()
+
+
+def _expect_rows(changed: int, expected: int, what: str) -> None:
+    if changed != expected:
+        raise ConcurrencyConflict(f"{what}: {changed} of {expected} rows were still as read")
+
+
+def _copy_record(record: TenureRecord | None) -> TenureRecord | None:
+    """A copy a caller may merge into without changing the remembered one."""
+    if record is None:
+        return None
+    return TenureRecord(record.tenure_id, dict(record.data), dict(record.stamps), record.complete)
+
+
+# The account side -------------------------------------------------------------------------
 
 
 class SqlAccountRepository:
-    def __init__(self, connection: sa.Connection) -> None:
-        self.connection = connection
+    """Accounts by id and by target in memory; adds and updates written at commit, updates guarded by version."""
+
+    def __init__(self, memory: Memory) -> None:
+        self.memory = memory
+        self.connection = memory.connection
+        self.journal: Journal = memory.journal
+        self._current: dict[UUID, Account] = {}  # every account read or written: its current version
+        self._stored_version: dict[UUID, int] = {}  # the version in the database (absent: added here)
+        self._locked: set[UUID] = set()  # read FOR UPDATE
+        self._targets: dict[UUID, tuple[UUID, ...]] = {}  # targets read whole: their accounts' ids
+        self._owner: dict[str, UUID | None] = {}  # payment reference -> the account holding it, or None: free
+        self._free_ranges: list[tuple[str, str]] = []  # [low, high): references read, absent ones free
+        self._dirty: dict[UUID, Decimal] = {}  # written here: its amount owed
+        memory.keeps_writes(self)
+
+    def _remember(self, row: sa.Row[Any], *, fresh: bool = False) -> Account:
+        """The row's account, unless this unit of work already knows better (it changed it, or read it)."""
+        known = self._current.get(row.id)
+        if known is not None and (not fresh or row.id in self._dirty):
+            return known
+        account = account_from_row(row)
+        self._current[account.id] = account
+        self._stored_version[account.id] = account.version
+        self._owner.setdefault(account.payment_reference, account.id)
+        return account
+
+    def read_ahead(self, target_ids: Iterable[UUID]) -> None:
+        unknown = [target_id for target_id in dict.fromkeys(target_ids) if target_id not in self._targets]
+        for chunk in chunks(unknown):
+            found: dict[UUID, list[UUID]] = {target_id: [] for target_id in chunk}
+            for row in self.connection.execute(_ACCOUNTS_BY_TARGETS, {"ids": chunk}):
+                found[row.target_id].append(self._remember(row).id)
+            for target_id, ids in found.items():
+                self._targets[target_id] = tuple(ids)
+
+    def known_ids(self) -> list[UUID]:
+        return list(self._current)
+
+    def added(self, account_id: UUID) -> bool:
+        """Added in this unit of work (so with nothing of its own in the database yet)."""
+        return account_id in self._current and account_id not in self._stored_version
 
     def get(self, account_id: UUID, *, for_update: bool = False) -> Account | None:
-        # SQLite writers are serialised by BEGIN IMMEDIATE instead of FOR UPDATE.
-        query = _ACCOUNT_FOR_UPDATE if for_update else _ACCOUNT
-        row = self.connection.execute(query, {"id": account_id}).first()
-        return account_from_row(row) if row else None
+        known = account_id in self._current
+        if not known or (for_update and account_id not in self._locked and not self.added(account_id)):
+            # SQLite writers are serialised by BEGIN IMMEDIATE instead of FOR UPDATE.
+            query = _ACCOUNT_FOR_UPDATE if for_update else _ACCOUNT
+            row = self.connection.execute(query, {"id": account_id}).first()
+            if row is None:
+                return self._current.get(account_id)
+            self._remember(row, fresh=for_update)
+            if for_update:
+                self._locked.add(account_id)
+        return self._current[account_id]
 
     def by_target(self, target_id: UUID, account_type: AccountType | None) -> list[Account]:
-        if account_type is None:
-            rows = self.connection.execute(_BY_TARGET, {"target_id": target_id})
-        else:
-            rows = self.connection.execute(
-                _BY_TARGET_AND_TYPE, {"target_id": target_id, "account_type": account_type.value}
-            )
-        return [account_from_row(row) for row in rows]
-
-    def active_master(self, target_id: UUID) -> Account | None:
-        row = self.connection.execute(_ACTIVE_MASTER, {"target_id": target_id}).first()
-        return account_from_row(row) if row else None
+        if target_id not in self._targets:
+            self.read_ahead([target_id])
+        accounts = sorted((self._current[i] for i in self._targets[target_id]), key=oldest_first)
+        return [a for a in accounts if account_type is None or a.account_type is account_type]
 
     def payment_reference_taken(self, payment_reference: str) -> bool:
-        return self.connection.execute(_PAYMENT_REFERENCE, {"payment_reference": payment_reference}).first() is not None
+        if payment_reference in self._owner:
+            return self._owner[payment_reference] is not None
+        if len(payment_reference) == 10 and payment_reference.isdigit():
+            if any(low <= payment_reference < high for low, high in self._free_ranges):
+                return False
+            serial = int(payment_reference[:9])
+            if serial + REFERENCE_RANGE < 10**9:
+                # The allocator asks about consecutive serials: read the next few at once.
+                low, high = payment_reference, f"{serial + REFERENCE_RANGE:09d}0"
+                for row in self.connection.execute(_REFERENCES_BETWEEN, {"low": low, "high": high}):
+                    self._owner.setdefault(row.payment_reference, row.id)
+                self._free_ranges.append((low, high))
+                return self._owner.get(payment_reference) is not None
+        found = self.connection.execute(_REFERENCE, {"reference": payment_reference}).first()
+        self._owner.setdefault(payment_reference, found.id if found is not None else None)
+        return self._owner[payment_reference] is not None
 
     def add(self, account: Account, amount_owed: Decimal) -> None:
-        self.connection.execute(t.accounts.insert(), account_values(account, amount_owed))
+        if account.target_id not in self._targets:
+            self.read_ahead([account.target_id])
+        journal = self.journal
+        journal.set(self._current, account.id, account)
+        journal.set(self._targets, account.target_id, (*self._targets[account.target_id], account.id))
+        journal.set(self._owner, account.payment_reference, account.id)
+        journal.set(self._dirty, account.id, amount_owed)
 
     def update(self, account: Account, expected_version: int, amount_owed: Decimal) -> None:
-        values = account_values(account, amount_owed)
-        del values["id"]
-        result = self.connection.execute(
-            _UPDATE_ACCOUNT, {"b_id": account.id, "b_expected_version": expected_version, **values}
-        )
-        if result.rowcount != 1:
+        current = self.get(account.id)
+        if current is None or current.version != expected_version:
             raise ConcurrencyConflict(f"account {account.id} is no longer at version {expected_version}")
+        journal = self.journal
+        if current.target_id != account.target_id:
+            # Both targets read first: the database still lists the account under its old one.
+            self.read_ahead([current.target_id, account.target_id])
+            before = tuple(i for i in self._targets[current.target_id] if i != account.id)
+            journal.set(self._targets, current.target_id, before)
+            journal.set(self._targets, account.target_id, (*self._targets[account.target_id], account.id))
+        journal.set(self._current, account.id, account)
+        if current.payment_reference != account.payment_reference:
+            journal.set(self._owner, current.payment_reference, None)
+            journal.set(self._owner, account.payment_reference, account.id)
+        journal.set(self._dirty, account.id, amount_owed)
+
+    def dirty(self) -> bool:
+        return bool(self._dirty)
+
+    def flush(self) -> None:
+        inserts, updates = [], []
+        for account_id, amount_owed in self._dirty.items():
+            values = account_values(self._current[account_id], amount_owed)
+            stored = self._stored_version.get(account_id)
+            if stored is None:
+                inserts.append(values)
+            else:
+                del values["id"]
+                updates.append({"b_id": account_id, "b_expected_version": stored, **values})
+        if inserts:
+            executemany(self.connection, _INSERT_ACCOUNT, inserts)
+        if updates:
+            _expect_rows(executemany(self.connection, _UPDATE_ACCOUNT, updates), len(updates), "accounts")
+        for account_id in self._dirty:
+            self._stored_version[account_id] = self._current[account_id].version
+        self._dirty = {}
 
     def arrears(
         self, account_type: AccountType | None, sort_column: str, descending: bool, limit: int
@@ -243,10 +291,9 @@ class SqlAccountRepository:
             query = query.where(t.accounts.c.account_type == account_type.value)
         order = column.desc() if descending else column.asc()
         query = query.order_by(order, t.accounts.c.id).limit(limit)
-        return [account_from_row(row) for row in self.connection.execute(query)]
+        return [account_from_row(row) for row in self.memory.execute(query)]
 
-    def interim_values(self) -> Iterator[InterimValues]:
-        """`interim_sources` as stored values: no `Account` made, for reconciling many thousands."""
+    def interim_sources(self) -> Iterator[InterimSource]:
         a, copies = t.accounts, t.tenure_copies
         query = (
             sa.select(a.c.id, a.c.payment_reference, a.c.rent_group_type, a.c.start_date, a.c.end_date, a.c.tenure)
@@ -254,38 +301,15 @@ class SqlAccountRepository:
             .select_from(a.outerjoin(copies, copies.c.tenure_id == a.c.target_id))
             .where(a.c.target_type == "Tenure", a.c.account_type == AccountType.MASTER.value)
         )
-        for row in self.connection.execute(query):
-            yield (
-                row.id,
-                row.payment_reference,
-                row.rent_group_type,
-                row.start_date,
-                row.end_date,
-                row.tenure,
-                row.data,
-            )
-
-    def interim_sources(self) -> Iterator[tuple[Account, TenureRecord | None]]:
-        copies = t.tenure_copies
-        query = (
-            sa.select(t.accounts, copies.c.data, copies.c.stamps, copies.c.complete)
-            .select_from(t.accounts.outerjoin(copies, copies.c.tenure_id == t.accounts.c.target_id))
-            .where(t.accounts.c.target_type == "Tenure", t.accounts.c.account_type == AccountType.MASTER.value)
-        )
-        for row in self.connection.execute(query):
-            tenure = (
-                TenureRecord(row.target_id, dict(row.data), dict(row.stamps), bool(row.complete))
-                if row.data is not None
-                else None
-            )
-            yield account_from_row(row), tenure
+        for row in self.memory.execute(query):
+            yield InterimSource._make(row)
 
 
 class SqlTargetTypeRepository:
     """Target types change only with a migration; each is read once per unit of work."""
 
-    def __init__(self, connection: sa.Connection) -> None:
-        self.connection = connection
+    def __init__(self, memory: Memory) -> None:
+        self.connection = memory.connection
         self._known: dict[str, TargetType | None] = {}
 
     def get(self, name: str) -> TargetType | None:
@@ -304,274 +328,345 @@ class SqlTargetTypeRepository:
 
 
 class SqlPaymentReferenceSerials:
-    def __init__(self, connection: sa.Connection) -> None:
-        self.connection = connection
+    """The counter is read once, locked, and written once at commit: the same serials, one statement each way."""
+
+    def __init__(self, memory: Memory) -> None:
+        self.connection = memory.connection
+        self.journal = memory.journal
+        self._state: dict[str, int] = {}  # "read": as read; "next": the next to hand out
+        memory.keeps_writes(self)
 
     def next_serial(self) -> int:
-        counter = t.payment_reference_counter
-        serial = self.connection.execute(
-            counter.update()
-            .where(counter.c.name == PRN_COUNTER)
-            .values(next_serial=counter.c.next_serial + 1)
-            .returning(counter.c.next_serial)
-        ).scalar_one()
-        return int(serial) - 1
+        if "read" not in self._state:
+            read = int(self.connection.execute(_READ_COUNTER).scalar_one())
+            self._state["read"] = self._state["next"] = read
+        serial = self._state["next"]
+        self.journal.set(self._state, "next", serial + 1)
+        return serial
+
+    def dirty(self) -> bool:
+        return bool(self._state) and self._state["next"] != self._state["read"]
+
+    def flush(self) -> None:
+        self.connection.execute(_WRITE_COUNTER, {"serial": self._state["next"]})
+        self._state["read"] = self._state["next"]
 
 
-def _exact_money(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return orjson.Fragment(str(value.quantize(Decimal("0.01"))))
-    return str(value)
+class SqlProcessedEvents:
+    def __init__(self, memory: Memory) -> None:
+        self.connection = memory.connection
+        self.journal = memory.journal
+        self._seen: dict[UUID, bool] = {}
+        self._rows: list[dict[str, Any]] = []
+        memory.keeps_writes(self)
+
+    def read_ahead(self, event_ids: Sequence[UUID]) -> None:
+        unknown = [event_id for event_id in dict.fromkeys(event_ids) if event_id not in self._seen]
+        for chunk in chunks(unknown):
+            found = set(self.connection.execute(_PROCESSED_IN, {"ids": chunk}).scalars())
+            for event_id in chunk:
+                self._seen[event_id] = event_id in found
+
+    def seen(self, event_id: UUID) -> bool:
+        if event_id not in self._seen:
+            self.read_ahead([event_id])
+        return self._seen[event_id]
+
+    def record(self, event: EventEnvelope, outcome: str, at: datetime) -> None:
+        self.journal.set(self._seen, event.id, True)
+        self.journal.append(self._rows, processed_values(event, outcome, at))
+
+    def dirty(self) -> bool:
+        return bool(self._rows)
+
+    def flush(self) -> None:
+        executemany(self.connection, _INSERT_PROCESSED, self._rows)
+        self._rows = []
 
 
-def _event_json(event: EventEnvelope) -> str:
-    """Money as a JSON number with two decimals, as the API writes it (never via float)."""
-    try:
-        return orjson.dumps(event.to_wire(), default=_exact_money).decode()
-    except orjson.JSONEncodeError:  # text orjson will not write (a lone surrogate): escape it instead
-        return json.dumps(event.to_wire(), default=str)
+class SqlTenureCopies:
+    """Copies read are remembered (those read for update, locked on PostgreSQL); saves are written at commit."""
+
+    def __init__(self, memory: Memory) -> None:
+        self.connection = memory.connection
+        self.journal = memory.journal
+        self._held: dict[UUID, TenureRecord | None] = {}  # the current value (None: no row)
+        self._stored: set[UUID] = set()  # a row exists in the database
+        self._locked: set[UUID] = set()
+        self._dirty: dict[UUID, datetime] = {}  # saved here: when
+        memory.keeps_writes(self)
+
+    def _remember(self, tenure_id: UUID, row: sa.Row[Any] | None) -> None:
+        if tenure_id in self._dirty:
+            return  # what this unit of work saved is newer than what it reads
+        self._held[tenure_id] = None if row is None else tenure_from_row(row)
+        if row is not None:
+            self._stored.add(tenure_id)
+
+    def read_ahead(self, tenure_ids: Sequence[UUID]) -> None:
+        """Read and lock the copies (sorted: two batches lock in one order)."""
+        unknown = sorted(tenure_id for tenure_id in set(tenure_ids) if tenure_id not in self._locked)
+        for chunk in chunks(unknown):
+            found = {row.tenure_id: row for row in self.connection.execute(_TENURES_IN, {"ids": chunk})}
+            for tenure_id in chunk:
+                self._remember(tenure_id, found.get(tenure_id))
+                self._locked.add(tenure_id)
+
+    def get(self, tenure_id: UUID, *, for_update: bool = False) -> TenureRecord | None:
+        if tenure_id not in self._held or (for_update and tenure_id not in self._locked):
+            query = _TENURE_FOR_UPDATE if for_update else _TENURE
+            self._remember(tenure_id, self.connection.execute(query, {"tenure_id": tenure_id}).first())
+            if for_update:
+                self._locked.add(tenure_id)
+        return _copy_record(self._held[tenure_id])
+
+    def save(self, record: TenureRecord, at: datetime) -> None:
+        if record.tenure_id not in self._held:
+            self.get(record.tenure_id)  # whether it is an insert or an update
+        self.journal.set(self._held, record.tenure_id, _copy_record(record))
+        self.journal.set(self._dirty, record.tenure_id, at)
+
+    def dirty(self) -> bool:
+        return bool(self._dirty)
+
+    def flush(self) -> None:
+        inserts, updates = [], []
+        for tenure_id, at in self._dirty.items():
+            record = self._held[tenure_id]
+            assert record is not None
+            if tenure_id in self._stored:
+                updates.append({"b_tenure_id": tenure_id, **tenure_values(record, at)})
+            else:
+                inserts.append({"tenure_id": tenure_id, **tenure_values(record, at)})
+        if inserts:
+            executemany(self.connection, _INSERT_TENURE, inserts)
+        if updates:
+            _expect_rows(executemany(self.connection, _UPDATE_TENURE, updates), len(updates), "tenure copies")
+        self._stored.update(self._dirty)
+        self._dirty = {}
 
 
-def outbox_values(topic: str, event: EventEnvelope, group_id: str) -> dict[str, Any]:
-    """The outbox row of an event: the one shape both the one-by-one and the batch outbox write."""
-    return {
-        "event_id": event.id,
-        "topic": topic,
-        "event_type": event.event_type,
-        "group_id": group_id,
-        "payload": _event_json(event),
-        "created_at": event.date_time,
-    }
+class SqlInterimRows:
+    """Each account's row and its version in memory; saves, removals and pending marks written at commit."""
+
+    def __init__(self, memory: Memory, new_account: Callable[[UUID], bool]) -> None:
+        self.connection = memory.connection
+        self.journal = memory.journal
+        self._new_account = new_account  # an account added in this unit of work has no row in the database
+        self._current: dict[UUID, tuple[InterimRow, int] | None] = {}  # by account: the row and its version
+        self._stored_version: dict[UUID, int] = {}  # by account: the version in the database
+        self._dirty: dict[UUID, datetime] = {}  # saved or removed here: when
+        self._marks: list[tuple[tuple[str, ...], str, int]] = []  # (sinks, payment ref, version)
+        self._sinks: list[str] | None = None
+        memory.keeps_writes(self)
+
+    def read_ahead(self, account_ids: Iterable[UUID]) -> None:
+        unknown = [account_id for account_id in dict.fromkeys(account_ids) if account_id not in self._current]
+        for chunk in chunks(unknown):
+            for row in self.connection.execute(_INTERIM_BY_ACCOUNTS, {"ids": chunk}):
+                self._current[row.account_id] = (interim_from_row(row), int(row.version))
+                self._stored_version[row.account_id] = int(row.version)
+            for account_id in chunk:
+                self._current.setdefault(account_id, None)
+
+    def _entry(self, account_id: UUID) -> tuple[InterimRow, int] | None:
+        if account_id not in self._current:
+            if self._new_account(account_id):
+                return None
+            self.read_ahead([account_id])
+        return self._current[account_id]
+
+    def by_account(self, account_id: UUID) -> InterimRow | None:
+        entry = self._entry(account_id)
+        return None if entry is None else entry[0]
+
+    def save(self, account_id: UUID, row: InterimRow, at: datetime) -> int:
+        entry = self._entry(account_id)
+        version = 1 if entry is None else entry[1] + 1
+        self.journal.set(self._current, account_id, (row, version))
+        self.journal.set(self._dirty, account_id, at)
+        return version
+
+    def remove(self, account_id: UUID) -> tuple[str, int] | None:
+        entry = self._entry(account_id)
+        if entry is None:
+            return None
+        self.journal.set(self._current, account_id, None)
+        self.journal.set(self._dirty, account_id, datetime.min)  # a removal: no time is written
+        return entry[0].payment_ref, entry[1] + 1
+
+    def mark_pending(self, sinks: Sequence[str], payment_ref: str, version: int) -> None:
+        if sinks:
+            self.journal.append(self._marks, (tuple(sinks), payment_ref, version))
+
+    def registered_sinks(self) -> list[str]:
+        """Read once a unit of work: sinks are registered by `enable_sinks` in a transaction of its own."""
+        if self._sinks is None:
+            self._sinks = list(self.connection.execute(_SINKS).scalars())
+        return list(self._sinks)
+
+    def dirty(self) -> bool:
+        return bool(self._dirty or self._marks)
+
+    def flush(self) -> None:
+        deletes, inserts, updates = [], [], []
+        for account_id, at in self._dirty.items():
+            entry = self._current[account_id]
+            stored = self._stored_version.get(account_id)
+            if entry is None:
+                if stored is not None:
+                    deletes.append({"b_account_id": account_id, "b_version": stored})
+                continue
+            row, version = entry
+            values = {"version": version, "updated_at": at, **interim_values(row)}
+            if stored is None:
+                inserts.append({"account_id": account_id, **values})
+            else:
+                updates.append({"b_account_id": account_id, "b_version": stored, **values})
+        # Deletes and updates before inserts: a payment reference given up may be taken by another row.
+        if deletes:
+            _expect_rows(executemany(self.connection, _DELETE_INTERIM_ROW, deletes), len(deletes), "interim rows")
+        if updates:
+            _expect_rows(executemany(self.connection, _UPDATE_INTERIM_ROW, updates), len(updates), "interim rows")
+        if inserts:
+            executemany(self.connection, _INSERT_INTERIM_ROW, inserts)
+        for account_id in self._dirty:
+            entry = self._current[account_id]
+            if entry is None:
+                self._stored_version.pop(account_id, None)
+            else:
+                self._stored_version[account_id] = entry[1]
+        self._dirty = {}
+        marks = [
+            {"sink": sink, "payment_ref": payment_ref, "version": version}
+            for sinks, payment_ref, version in self._marks
+            for sink in sinks
+        ]
+        self._marks = []
+        if marks:  # in order: a later mark of the same row comes after
+            executemany(self.connection, _PENDING_UPSERTS[self.connection.dialect.name], marks)
 
 
 class SqlOutbox:
-    def __init__(self, connection: sa.Connection) -> None:
-        self.connection = connection
+    """Events are kept with the change and written at commit; the relay reads and marks them in its own transactions."""
+
+    def __init__(self, memory: Memory) -> None:
+        self.memory = memory
+        self.connection = memory.connection
+        self.journal = memory.journal
+        self._rows: list[dict[str, Any]] = []
+        memory.keeps_writes(self)
 
     def add(self, topic: str, event: EventEnvelope, group_id: str) -> None:
-        self.connection.execute(t.outbox.insert(), outbox_values(topic, event, group_id))
+        self.journal.append(self._rows, outbox_values(topic, event, group_id))
+
+    def dirty(self) -> bool:
+        return bool(self._rows)
+
+    def flush(self) -> None:
+        executemany(self.connection, _INSERT_OUTBOX, self._rows)
+        self._rows = []
 
     def pending(self, limit: int) -> list[OutboxMessage]:
+        o = t.outbox.c
         query = (
-            sa.select(
-                t.outbox.c.position,
-                t.outbox.c.topic,
-                t.outbox.c.group_id,
-                t.outbox.c.event_id,
-                t.outbox.c.payload,
-            )
-            .where(t.outbox.c.published_at.is_(None))
-            .order_by(t.outbox.c.position)
+            sa.select(o.position, o.topic, o.group_id, o.event_id, o.payload)
+            .where(o.published_at.is_(None))
+            .order_by(o.position)
             .limit(limit)
         )
         return [
             OutboxMessage(row.position, row.topic, row.group_id, row.event_id, row.payload.encode())
-            for row in self.connection.execute(query)
+            for row in self.memory.execute(query)
         ]
 
     def mark_published(self, positions: Sequence[int], at: datetime) -> None:
         if positions:
-            self.connection.execute(t.outbox.update().where(t.outbox.c.position.in_(positions)).values(published_at=at))
+            self.memory.execute(t.outbox.update().where(t.outbox.c.position.in_(positions)).values(published_at=at))
 
     def count_pending(self) -> int:
         query = sa.select(sa.func.count()).select_from(t.outbox).where(t.outbox.c.published_at.is_(None))
-        return int(self.connection.execute(query).scalar_one())
+        return int(self.memory.execute(query).scalar_one())
 
 
-class SqlProcessedEvents:
-    def __init__(self, connection: sa.Connection) -> None:
-        self.connection = connection
-
-    def seen(self, event_id: UUID) -> bool:
-        return self.connection.execute(_PROCESSED, {"event_id": event_id}).first() is not None
-
-    def record(self, event: EventEnvelope, outcome: str, at: datetime) -> None:
-        self.connection.execute(
-            t.processed_events.insert(),
-            {
-                "event_id": event.id,
-                "event_type": event.event_type[:80],
-                "entity_id": event.entity_id,
-                "outcome": outcome[:200],
-                "processed_at": at,
-            },
-        )
-
-
-class SqlTenureCopies:
-    """Tenure copies; what this unit of work locked or wrote is remembered, not read again."""
-
-    def __init__(self, connection: sa.Connection) -> None:
-        self.connection = connection
-        # Read FOR UPDATE or written in this transaction: the current value (None: no row).
-        self._held: dict[UUID, TenureRecord | None] = {}
-
-    def get(self, tenure_id: UUID, *, for_update: bool = False) -> TenureRecord | None:
-        if tenure_id in self._held:
-            return _copy_record(self._held[tenure_id])
-        query = _TENURE_FOR_UPDATE if for_update else _TENURE
-        row = self.connection.execute(query, {"tenure_id": tenure_id}).first()
-        record = (
-            None if row is None else TenureRecord(row.tenure_id, dict(row.data), dict(row.stamps), bool(row.complete))
-        )
-        if for_update:
-            self._held[tenure_id] = _copy_record(record)
-        return record
-
-    def save(self, record: TenureRecord, at: datetime) -> None:
-        values = {"data": record.data, "stamps": record.stamps, "complete": record.complete, "updated_at": at}
-        known = record.tenure_id in self._held
-        if known and self._held[record.tenure_id] is None:
-            self.connection.execute(t.tenure_copies.insert(), {"tenure_id": record.tenure_id, **values})
-        else:
-            updated = self.connection.execute(_UPDATE_TENURE, {"b_tenure_id": record.tenure_id, **values})
-            if updated.rowcount == 0:
-                self.connection.execute(t.tenure_copies.insert(), {"tenure_id": record.tenure_id, **values})
-        self._held[record.tenure_id] = _copy_record(record)
-
-
-def _copy_record(record: TenureRecord | None) -> TenureRecord | None:
-    """A copy a caller may merge into without changing the remembered one."""
-    if record is None:
-        return None
-    return TenureRecord(record.tenure_id, dict(record.data), dict(record.stamps), record.complete)
-
-
-# Where each InterimRow field sits in a row of `select(interim_rows)`: read by position, not by name,
-# since a workbook rewrite reads every row (getattr on a Row cost as much as the database read).
-_ROW_POSITIONS = tuple(list(t.interim_rows.c.keys()).index(name) for name in ROW_FIELDS)
-
-
-def interim_from_row(row: sa.Row[Any]) -> InterimRow:
-    """The row of a `select(interim_rows)` (every column, in the table's order)."""
-    return InterimRow(*[row[position] for position in _ROW_POSITIONS])
-
+# The delivery side ------------------------------------------------------------------------
 
 _STREAM_ROWS = 2_000  # rows a batch, reading the interim rows for a rewrite
 
 
-class SqlInterimRows:
-    def __init__(self, connection: sa.Connection) -> None:
-        self.connection = connection
-        # Rows written in this transaction, by account: read back without a query.
-        self._saved: dict[UUID, InterimRow] = {}
-        self._sinks: list[str] | None = None
-
-    def get(self, payment_ref: str) -> InterimRow | None:
-        row = self.connection.execute(
-            sa.select(t.interim_rows).where(t.interim_rows.c.payment_ref == payment_ref)
-        ).first()
-        return interim_from_row(row) if row else None
-
-    def by_account(self, account_id: UUID) -> InterimRow | None:
-        if account_id in self._saved:
-            return self._saved[account_id]
-        row = self.connection.execute(_INTERIM_BY_ACCOUNT, {"account_id": account_id}).first()
-        return interim_from_row(row) if row else None
-
-    def save(self, account_id: UUID, row: InterimRow, previous: InterimRow | None, at: datetime) -> int:
-        values = {name: getattr(row, name) for name in ROW_FIELDS}
-        if previous is None:
-            self.connection.execute(
-                t.interim_rows.insert(), {"account_id": account_id, "version": 1, "updated_at": at, **values}
-            )
-            self._saved[account_id] = row
-            return 1
-        version = self.connection.execute(
-            _UPDATE_INTERIM_ROW, {"b_account_id": account_id, "updated_at": at, **values}
-        ).scalar_one()
-        self._saved[account_id] = row
-        return int(version)
-
-    def mark_pending(self, sinks: Sequence[str], payment_ref: str, version: int) -> None:
-        pending = t.interim_pending
-        if not sinks:
-            return
-        upsert = _PENDING_UPSERTS.get(self.connection.dialect.name)
-        if upsert is not None:
-            # One statement for every sink: insert, or move an existing entry to this version.
-            self.connection.execute(
-                upsert, [{"sink": sink, "payment_ref": payment_ref, "version": version} for sink in sinks]
-            )
-            return
-        for sink in sinks:
-            updated = self.connection.execute(
-                pending.update()
-                .where(pending.c.sink == sink, pending.c.payment_ref == payment_ref)
-                .values(version=_next_pending_version(pending.c.version, version))
-            )
-            if updated.rowcount == 0:
-                self.connection.execute(pending.insert().values(sink=sink, payment_ref=payment_ref, version=version))
-
-    def all(self) -> list[InterimRow]:
-        rows = self.connection.execute(sa.select(t.interim_rows).order_by(t.interim_rows.c.payment_ref))
-        return [interim_from_row(row) for row in rows]
-
-    def stream(self) -> Iterator[InterimRow]:
-        query = sa.select(t.interim_rows).order_by(t.interim_rows.c.payment_ref)
-        # A server-side cursor where the driver has one: rows arrive a batch at a time.
-        for row in self.connection.execute(query.execution_options(yield_per=_STREAM_ROWS)):
-            yield interim_from_row(row)
+class SqlInterimDeliveries:
+    def __init__(self, memory: Memory) -> None:
+        self.memory = memory
 
     def pending(self, sink: str, limit: int) -> list[tuple[str, int]]:
-        pending = t.interim_pending
         query = (
-            sa.select(pending.c.payment_ref, pending.c.version)
-            .where(pending.c.sink == sink)
-            .order_by(pending.c.version, pending.c.payment_ref)
+            sa.select(_pending.payment_ref, _pending.version)
+            .where(_pending.sink == sink)
+            .order_by(_pending.version, _pending.payment_ref)
             .limit(limit)
         )
-        return [(row.payment_ref, row.version) for row in self.connection.execute(query)]
+        return [(row.payment_ref, row.version) for row in self.memory.execute(query)]
 
     def has_pending(self, sink: str) -> bool:
-        query = sa.select(t.interim_pending.c.payment_ref).where(t.interim_pending.c.sink == sink).limit(1)
-        return self.connection.execute(query).first() is not None
+        query = sa.select(_pending.payment_ref).where(_pending.sink == sink).limit(1)
+        return self.memory.execute(query).first() is not None
+
+    def count_pending(self, sink: str) -> int:
+        query = sa.select(sa.func.count()).select_from(t.interim_pending).where(_pending.sink == sink)
+        return int(self.memory.execute(query).scalar_one())
 
     def rows(self, payment_refs: Sequence[str]) -> list[InterimRow]:
         if not payment_refs:
             return []
-        query = sa.select(t.interim_rows).where(t.interim_rows.c.payment_ref.in_(payment_refs))
-        return [interim_from_row(row) for row in self.connection.execute(query)]
+        query = sa.select(t.interim_rows).where(_rows.payment_ref.in_(payment_refs))
+        return [interim_from_row(row) for row in self.memory.execute(query)]
+
+    def all(self) -> list[InterimRow]:
+        return list(self.stream())
+
+    def stream(self) -> Iterator[InterimRow]:
+        query = sa.select(t.interim_rows).order_by(_rows.payment_ref)
+        # A server-side cursor where the driver has one: rows arrive a batch at a time.
+        for row in self.memory.execute(query.execution_options(yield_per=_STREAM_ROWS)):
+            yield interim_from_row(row)
+
+    def account_ids(self) -> dict[str, UUID]:
+        query = sa.select(_rows.payment_ref, _rows.account_id)
+        return {row.payment_ref: row.account_id for row in self.memory.execute(query)}
 
     def clear_pending(self, sink: str, delivered: Sequence[tuple[str, int]]) -> None:
         # Rows a listener transaction holds are being marked again (they stay pending, for the next
         # delivery): skip them rather than wait, as waiting deadlocks against a listener batch that
         # marks rows in another order (PostgreSQL breaks it after a second's stall). SQLite has no
         # row locks (its writers take turns), so there is nothing to skip.
-        if self.connection.dialect.name != "sqlite":
+        connection = self.memory.connection
+        if connection.dialect.name != "sqlite":
             refs = sorted(ref for ref, _ in delivered)
             free: set[str] = set()
-            for start in range(0, len(refs), 1000):
-                free.update(
-                    self.connection.execute(
-                        _PENDING_UNLOCKED, {"sink": sink, "refs": refs[start : start + 1000]}
-                    ).scalars()
-                )
+            for chunk in chunks(refs):
+                free.update(self.memory.execute(_PENDING_UNLOCKED, {"sink": sink, "refs": chunk}).scalars())
             delivered = [(ref, version) for ref, version in delivered if ref in free]
-        if not delivered:
-            return
-        executemany(
-            self.connection,
-            _CLEAR_PENDING,
-            [{"b_sink": sink, "ref": ref, "delivered_version": version} for ref, version in delivered],
-        )
+        if delivered:
+            self.memory.flush()
+            executemany(
+                connection,
+                _CLEAR_PENDING,
+                [{"b_sink": sink, "ref": ref, "delivered_version": version} for ref, version in delivered],
+            )
 
     def enable_sinks(self, sinks: Sequence[str], at: datetime) -> list[str]:
-        known = set(self.connection.execute(sa.select(t.interim_sinks.c.sink)).scalars())
+        known = set(self.memory.execute(_SINKS).scalars())
         new = [sink for sink in sinks if sink not in known]
-        self._sinks = None
         for sink in new:
-            self.connection.execute(t.interim_sinks.insert().values(sink=sink, enabled_at=at))
+            self.memory.execute(t.interim_sinks.insert().values(sink=sink, enabled_at=at))
             self.queue_everything(sink)
         return new
 
     def queue_everything(self, sink: str) -> int:
-        pending = t.interim_pending
-        self.connection.execute(pending.delete().where(pending.c.sink == sink))
-        result = self.connection.execute(
-            pending.insert().from_select(
-                ["sink", "payment_ref", "version"],
-                sa.select(sa.literal(sink), t.interim_rows.c.payment_ref, t.interim_rows.c.version),
+        self.memory.execute(t.interim_pending.delete().where(_pending.sink == sink))
+        result = self.memory.execute(
+            t.interim_pending.insert().from_select(
+                ["sink", "payment_ref", "version"], sa.select(sa.literal(sink), _rows.payment_ref, _rows.version)
             )
         )
         return int(result.rowcount or 0)
@@ -580,37 +675,12 @@ class SqlInterimRows:
         values: dict[str, Any] = {"last_error": error}
         if error is None:
             values["last_delivered_at"] = at
-        self.connection.execute(t.interim_sinks.update().where(t.interim_sinks.c.sink == sink).values(values))
-
-    def remove(self, account_id: UUID) -> tuple[str, int] | None:
-        """Delete the account's row: (its payment ref, the version its removal counts as), or None."""
-        self._saved.pop(account_id, None)
-        rows = t.interim_rows
-        removed = self.connection.execute(
-            rows.delete().where(rows.c.account_id == account_id).returning(rows.c.payment_ref, rows.c.version)
-        ).first()
-        return None if removed is None else (removed.payment_ref, int(removed.version) + 1)
-
-    def registered_sinks(self) -> list[str]:
-        """Every sink ever enabled, configured here or not: each is owed every change (read once a transaction)."""
-        if self._sinks is None:
-            query = sa.select(t.interim_sinks.c.sink).order_by(t.interim_sinks.c.sink)
-            self._sinks = list(self.connection.execute(query).scalars())
-        return list(self._sinks)
-
-    def account_ids(self) -> dict[str, UUID]:
-        """payment ref -> account id, for every row."""
-        query = sa.select(t.interim_rows.c.payment_ref, t.interim_rows.c.account_id)
-        return {row.payment_ref: row.account_id for row in self.connection.execute(query)}
-
-    def count_pending(self, sink: str) -> int:
-        query = sa.select(sa.func.count()).select_from(t.interim_pending).where(t.interim_pending.c.sink == sink)
-        return int(self.connection.execute(query).scalar_one())
+        self.memory.execute(t.interim_sinks.update().where(t.interim_sinks.c.sink == sink).values(values))
 
 
 class SqlDeadLetters:
-    def __init__(self, connection: sa.Connection) -> None:
-        self.connection = connection
+    def __init__(self, memory: Memory) -> None:
+        self.memory = memory
 
     def add(
         self,
@@ -622,7 +692,7 @@ class SqlDeadLetters:
         event_id: str | None = None,
         event_type: str | None = None,
     ) -> None:
-        self.connection.execute(
+        self.memory.execute(
             t.dead_letters.insert().values(
                 source=source[:80],
                 body=body,
@@ -650,10 +720,8 @@ class SqlDeadLetters:
                 created_at=aware(row.created_at),  # type: ignore[arg-type]
                 replayed_at=aware(row.replayed_at),
             )
-            for row in self.connection.execute(query)
+            for row in self.memory.execute(query)
         ]
 
     def mark_replayed(self, dead_letter_id: int, at: datetime) -> None:
-        self.connection.execute(
-            t.dead_letters.update().where(t.dead_letters.c.id == dead_letter_id).values(replayed_at=at)
-        )
+        self.memory.execute(t.dead_letters.update().where(t.dead_letters.c.id == dead_letter_id).values(replayed_at=at))

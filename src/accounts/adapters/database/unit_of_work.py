@@ -10,20 +10,12 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy import exc
 
-from accounts.adapters.database.batch import (
-    BatchAccounts,
-    BatchInterimRows,
-    BatchOutbox,
-    BatchPaymentReferenceSerials,
-    BatchProcessedEvents,
-    BatchTenureCopies,
-    Flushes,
-    Journal,
-)
 from accounts.adapters.database.engine import WRITE, WriterBusy, writer_turn
+from accounts.adapters.database.journal import Memory
 from accounts.adapters.database.repositories import (
     SqlAccountRepository,
     SqlDeadLetters,
+    SqlInterimDeliveries,
     SqlInterimRows,
     SqlOutbox,
     SqlPaymentReferenceSerials,
@@ -36,6 +28,7 @@ from accounts.service.unit_of_work import (
     AccountRepository,
     ConcurrencyConflict,
     DeadLetters,
+    InterimDeliveries,
     InterimRows,
     Outbox,
     PaymentReferenceSerials,
@@ -61,20 +54,21 @@ def translate(error: exc.DBAPIError) -> Exception:
 
 
 class SqlAlchemyUnitOfWork:
+    """One connection, one transaction; the repositories share its memory (see `journal.py`)."""
+
     accounts: AccountRepository
     target_types: TargetTypeRepository
     payment_references: PaymentReferenceSerials
-    outbox: Outbox
     processed_events: ProcessedEvents
     tenures: TenureCopies
     interim: InterimRows
+    outbox: Outbox
+    deliveries: InterimDeliveries
     dead_letters: DeadLetters
 
     def __init__(self, engine: sa.Engine, *, read_only: bool = False) -> None:
         self.engine = engine
         self.read_only = read_only
-        self._journal: Journal | None = None  # in batch mode (`start_batch`)
-        self._batch: tuple[Flushes, ...] | None = None
 
     def __enter__(self) -> SqlAlchemyUnitOfWork:
         self.turn = contextlib.ExitStack()
@@ -94,14 +88,17 @@ class SqlAlchemyUnitOfWork:
         except BaseException:
             self.turn.close()
             raise
-        self.accounts = SqlAccountRepository(connection)
-        self.target_types = SqlTargetTypeRepository(connection)
-        self.payment_references = SqlPaymentReferenceSerials(connection)
-        self.outbox = SqlOutbox(connection)
-        self.processed_events = SqlProcessedEvents(connection)
-        self.tenures = SqlTenureCopies(connection)
-        self.interim = SqlInterimRows(connection)
-        self.dead_letters = SqlDeadLetters(connection)
+        # In the order their writes go out at commit: an account's row before its interim row.
+        self.memory = memory = Memory(connection)
+        self.payment_references = SqlPaymentReferenceSerials(memory)
+        self.tenures = self._tenures = SqlTenureCopies(memory)
+        self.accounts = self._accounts = SqlAccountRepository(memory)
+        self.interim = self._interim = SqlInterimRows(memory, self._accounts.added)
+        self.outbox = SqlOutbox(memory)
+        self.processed_events = self._processed = SqlProcessedEvents(memory)
+        self.target_types = SqlTargetTypeRepository(memory)
+        self.deliveries = SqlInterimDeliveries(memory)
+        self.dead_letters = SqlDeadLetters(memory)
         return self
 
     def __exit__(
@@ -124,71 +121,30 @@ class SqlAlchemyUnitOfWork:
 
     def commit(self) -> None:
         try:
-            if self._batch is not None:
-                for repository in self._batch:  # in this order: an account's row before its interim row
-                    repository.flush()
+            self.memory.flush()
             self.transaction.commit()
         except exc.DBAPIError as error:
             raise translate(error) from error
 
-    def start_batch(self, event_ids: Sequence[UUID], entity_ids: Sequence[UUID]) -> None:
-        """Batch mode (see `batch.py`): read ahead, keep writes until commit, savepoints in memory."""
-        if self._batch is not None:
-            return
-        connection, journal = self.connection, Journal()
-        serials = BatchPaymentReferenceSerials(connection, journal)
-        tenures = BatchTenureCopies(connection, journal)
-        accounts = BatchAccounts(connection, journal)
-        interim = BatchInterimRows(connection, journal, accounts.added)
-        outbox = BatchOutbox(connection, journal)
-        processed = BatchProcessedEvents(connection, journal)
+    def read_ahead(self, event_ids: Sequence[UUID], tenure_ids: Sequence[UUID]) -> None:
+        """What a batch of events will read, in a few `IN (...)` queries."""
         try:
             # The tenure copies first: locking them (PostgreSQL) waits for a competing batch about the
             # same tenures to commit, and what is read after that (its processed ids, its accounts) is
             # then what that batch left.
-            tenures.read_ahead(entity_ids)
-            processed.read_ahead(event_ids)
-            accounts.read_ahead(entity_ids)
-            interim.read_ahead(accounts.known_ids())
-            interim.registered_sinks()
+            self._tenures.read_ahead(tenure_ids)
+            self._processed.read_ahead(event_ids)
+            self._accounts.read_ahead(tenure_ids)
+            self._interim.read_ahead(self._accounts.known_ids())
+            self._interim.registered_sinks()
             self.target_types.all()  # remembered for the rest of the unit of work
         except exc.DBAPIError as error:
             raise translate(error) from error
-        self.payment_references, self.tenures, self.accounts = serials, tenures, accounts
-        self.interim, self.outbox, self.processed_events = interim, outbox, processed
-        self._journal = journal
-        self._batch = (serials, tenures, accounts, interim, outbox, processed)
 
     @contextlib.contextmanager
     def savepoint(self) -> Iterator[None]:
-        """SAVEPOINT ... RELEASE; on an exception ROLLBACK TO it, forgetting what the repositories remember.
-
-        In batch mode nothing is written before commit, so a savepoint is an undo mark in memory.
-        """
-        if self._journal is not None:
-            yield from self._savepoint_in_memory(self._journal)
-            return
-        try:
-            nested = self.connection.begin_nested()
-        except exc.DBAPIError as error:
-            raise translate(error) from error
-        try:
-            yield
-            nested.commit()
-        except BaseException as error:
-            if nested.is_active:
-                with contextlib.suppress(exc.DBAPIError):
-                    nested.rollback()
-            # What the repositories remember of this transaction may be what was just undone.
-            self.tenures = SqlTenureCopies(self.connection)
-            self.interim = SqlInterimRows(self.connection)
-            if isinstance(error, exc.DBAPIError):
-                translated = translate(error)
-                if translated is not error:
-                    raise translated from error
-            raise
-
-    def _savepoint_in_memory(self, journal: Journal) -> Iterator[None]:
+        """An undo mark in memory: nothing is written before commit, so nothing in the database to undo."""
+        journal = self.memory.journal
         mark = journal.begin()
         try:
             yield

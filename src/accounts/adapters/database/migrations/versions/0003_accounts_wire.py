@@ -51,7 +51,7 @@ READ_COLUMNS = (
 def upgrade() -> None:
     # Imported here: the module-level import would tie every older revision to today's code.
     from accounts.adapters.database import tables as t
-    from accounts.adapters.database.repositories import account_from_row, account_json
+    from accounts.adapters.database.rows import account_from_row, account_json
 
     op.add_column("accounts", sa.Column("wire", sa.Text(), nullable=True))
     connection = op.get_bind()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from accounts.adapters.database.batch import Journal
+from accounts.adapters.database.journal import Journal
 
 
 def test_a_rolled_back_savepoint_undoes_only_its_own_changes() -> None:
