@@ -55,6 +55,13 @@ def from_serial(serial: int) -> str:
     return body + check_digit(body)
 
 
+def serial_of(reference: str) -> int | None:
+    """The allocation serial a reference of the allocated shape (10 digits) is made from, else None."""
+    if len(reference) == SERIAL_DIGITS + 1 and reference.isdigit():
+        return int(reference[:SERIAL_DIGITS])
+    return None
+
+
 def validate(reference: str) -> str:
     """Accept a PRN supplied by a person or system: 9 or 10 digits."""
     if not isinstance(reference, str) or not _SHAPE.match(reference):

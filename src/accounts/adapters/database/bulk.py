@@ -1,4 +1,4 @@
-"""Many rows through one statement, for the write paths that handle thousands of rows at a time."""
+"""Many rows through one statement: how every unit of work writes what it kept (see `journal.py`)."""
 
 from __future__ import annotations
 
@@ -7,30 +7,35 @@ from typing import Any
 
 import sqlalchemy as sa
 
-# SQLite: a statement compiled once per set of keys, with its parameter order and SQLAlchemy's own
-# converters (the stored forms stay SQLAlchemy's), for the driver's executemany. See `executemany`.
-_Compiled = tuple[str, list[tuple[str, Callable[[Any], Any] | None, bool, Any]]]
-_COMPILED: dict[tuple[int, tuple[str, ...]], tuple[sa.Executable, _Compiled]] = {}
+# A statement compiled once per dialect and set of keys: its SQL, and for each parameter (in the
+# driver's order, or by name) the row key and SQLAlchemy's own converter, or a value fixed in the
+# statement (such as the 1 of `version + 1`). The stored forms stay SQLAlchemy's.
+_Parameter = tuple[str, Callable[[Any], Any] | None, bool, Any]
+_Compiled = tuple[str, list[_Parameter], bool]
+_COMPILED: dict[tuple[int, str, tuple[str, ...]], tuple[sa.Executable, _Compiled]] = {}
 
 
-def _compile_for_sqlite(connection: sa.Connection, statement: sa.Executable, keys: tuple[str, ...]) -> _Compiled:
-    cache_key = (id(statement), keys)
+def _compile(connection: sa.Connection, statement: sa.Executable, keys: tuple[str, ...]) -> _Compiled:
+    dialect = connection.dialect
+    cache_key = (id(statement), dialect.name, keys)
     cached = _COMPILED.get(cache_key)
     if cached is not None and cached[0] is statement:
         return cached[1]
-    compiled = statement.compile(dialect=connection.dialect, column_keys=list(keys))  # type: ignore[attr-defined]
-    if compiled.positiontup is None or compiled.literal_execute_params or compiled.post_compile_params:
+    compiled = statement.compile(dialect=dialect, column_keys=list(keys))  # type: ignore[attr-defined]
+    if compiled.literal_execute_params or compiled.post_compile_params:
         raise TypeError(f"not a statement for executemany: {compiled.string}")
     processors = compiled._bind_processors
-    order = []
-    for name in compiled.positiontup:
+    positional = compiled.positiontup is not None
+    names = compiled.positiontup if positional else list(compiled.binds)
+    parameters: list[_Parameter] = []
+    for name in names:
         process = processors.get(name)
         if name in keys:
-            order.append((name, process, False, None))
-        else:  # a value fixed in the statement, such as the 1 of `version + 1`
+            parameters.append((name, process, False, None))
+        else:
             value = compiled.binds[name].effective_value
-            order.append((name, None, True, value if process is None else process(value)))
-    result: _Compiled = (compiled.string, order)
+            parameters.append((name, None, True, value if process is None else process(value)))
+    result: _Compiled = (compiled.string, parameters, positional)
     _COMPILED[cache_key] = (statement, result)
     return result
 
@@ -38,27 +43,34 @@ def _compile_for_sqlite(connection: sa.Connection, statement: sa.Executable, key
 def executemany(connection: sa.Connection, statement: sa.Executable, rows: Sequence[dict[str, Any]]) -> int:
     """Run `statement` once for each row, in order; return the number of rows it changed.
 
-    `statement` is built once (a module constant): on SQLite its compiled form is kept for reuse.
-
-    On SQLite the rows go straight to the driver's executemany, converted by SQLAlchemy's own
-    bind processors: half the cost of `Connection.execute`, which rebuilds every row's parameters
-    through its generic machinery. Elsewhere (PostgreSQL) `Connection.execute` as usual.
+    `statement` is built once (a module constant): its compiled form is kept for reuse. The rows
+    go straight to the driver's executemany (SQLite's, or psycopg's pipeline), converted by
+    SQLAlchemy's own bind processors: half the cost of `Connection.execute`, which rebuilds
+    every row's parameters through its generic machinery. Every row has the first row's keys.
     """
     if not rows:
         return 0
-    if connection.dialect.name != "sqlite":
-        return int(connection.execute(statement, list(rows)).rowcount)
-    sql, order = _compile_for_sqlite(connection, statement, tuple(rows[0]))
-    parameters = [
-        tuple(
-            constant if fixed else row[name] if process is None else process(row[name])
-            for name, process, fixed, constant in order
-        )
-        for row in rows
-    ]
+    sql, parameters, positional = _compile(connection, statement, tuple(rows[0]))
+    converted: list[Any]
+    if positional:
+        converted = [
+            tuple(
+                constant if fixed else row[name] if process is None else process(row[name])
+                for name, process, fixed, constant in parameters
+            )
+            for row in rows
+        ]
+    else:
+        converted = [
+            {
+                name: constant if fixed else row[name] if process is None else process(row[name])
+                for name, process, fixed, constant in parameters
+            }
+            for row in rows
+        ]
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        cursor.executemany(sql, parameters)
+        cursor.executemany(sql, converted)
         return int(cursor.rowcount)
     except Exception as error:
         base = connection.dialect.loaded_dbapi.Error

@@ -20,6 +20,8 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 
+from accounts.domain.events import strict_json
+
 WRITE = "accounts_write"
 WRITER_WAIT_SECONDS = 30.0  # as SQLite's busy timeout: then the caller hears the database is busy
 
@@ -69,6 +71,11 @@ def json_text(value: Any) -> str:
         return json.dumps(value)
 
 
+def json_value(text: str | bytes | memoryview) -> Any:
+    """A stored JSON column read back: orjson where it reads exactly (`domain.events.strict_json`), a third of json's cost."""
+    return strict_json(bytes(text) if isinstance(text, memoryview) else text)
+
+
 def is_sqlite(url: str | URL) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
@@ -87,6 +94,7 @@ def create_engine(url: str, **options: Any) -> sa.Engine:
             parsed,
             connect_args={"isolation_level": None, "timeout": 30, "check_same_thread": False},
             json_serializer=json_text,
+            json_deserializer=json_value,
             **options,
         )
         sa.event.listen(engine, "connect", configure_sqlite_connection)
@@ -95,7 +103,17 @@ def create_engine(url: str, **options: Any) -> sa.Engine:
     options.setdefault("pool_pre_ping", True)
     options.setdefault("pool_size", 10)
     options.setdefault("max_overflow", 20)
-    return sa.create_engine(parsed, json_serializer=json_text, **options)
+    engine = sa.create_engine(parsed, json_serializer=json_text, json_deserializer=json_value, **options)
+    if parsed.get_driver_name() == "psycopg":
+        sa.event.listen(engine, "connect", _configure_psycopg_connection)
+    return engine
+
+
+def _configure_psycopg_connection(dbapi_connection: Any, _record: Any = None) -> None:
+    """psycopg reads json columns itself (with the json module): our reader instead."""
+    from psycopg.types.json import set_json_loads
+
+    set_json_loads(json_value, dbapi_connection)
 
 
 def configure_sqlite_connection(dbapi_connection: Any, _record: Any = None) -> None:

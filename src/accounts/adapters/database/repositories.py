@@ -47,6 +47,7 @@ from accounts.adapters.database.rows import (
 from accounts.domain.account import Account, AccountType, oldest_first
 from accounts.domain.events import EventEnvelope
 from accounts.domain.interim import InterimRow
+from accounts.domain.payment_reference import LAST_SERIAL, SERIAL_DIGITS, serial_of
 from accounts.domain.polarity import Polarity, TargetType
 from accounts.domain.tenure import TenureRecord
 from accounts.service.unit_of_work import ConcurrencyConflict, DeadLetter, InterimSource, OutboxMessage
@@ -220,13 +221,13 @@ class SqlAccountRepository:
     def payment_reference_taken(self, payment_reference: str) -> bool:
         if payment_reference in self._owner:
             return self._owner[payment_reference] is not None
-        if len(payment_reference) == 10 and payment_reference.isdigit():
+        serial = serial_of(payment_reference)
+        if serial is not None:
             if any(low <= payment_reference < high for low, high in self._free_ranges):
                 return False
-            serial = int(payment_reference[:9])
-            if serial + REFERENCE_RANGE < 10**9:
+            if serial + REFERENCE_RANGE <= LAST_SERIAL:
                 # The allocator asks about consecutive serials: read the next few at once.
-                low, high = payment_reference, f"{serial + REFERENCE_RANGE:09d}0"
+                low, high = payment_reference, f"{serial + REFERENCE_RANGE:0{SERIAL_DIGITS}d}0"
                 for row in self.connection.execute(_REFERENCES_BETWEEN, {"low": low, "high": high}):
                     self._owner.setdefault(row.payment_reference, row.id)
                 self._free_ranges.append((low, high))

@@ -72,6 +72,9 @@ accounts = sa.Table(
     ),
 )
 
+# How a target's accounts are listed (`domain.account.oldest_first`): the stored reads order by these.
+OLDEST_FIRST = (accounts.c.created_at, accounts.c.id)
+
 # Allocation serials for payment references: one row, bumped inside the creating transaction.
 payment_reference_counter = sa.Table(
     "payment_reference_counter",
