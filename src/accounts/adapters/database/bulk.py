@@ -50,6 +50,8 @@ def executemany(connection: sa.Connection, statement: sa.Executable, rows: Seque
     """
     if not rows:
         return 0
+    if _copyable(connection, statement):
+        return _copy(connection, statement, rows)  # type: ignore[arg-type]
     sql, parameters, positional = _compile(connection, statement, tuple(rows[0]))
     converted: list[Any]
     if positional:
@@ -72,6 +74,42 @@ def executemany(connection: sa.Connection, statement: sa.Executable, rows: Seque
     try:
         cursor.executemany(sql, converted)
         return int(cursor.rowcount)
+    except Exception as error:
+        base = connection.dialect.loaded_dbapi.Error
+        if isinstance(error, base):
+            raise sa.exc.DBAPIError.instance(sql, None, error, base, dialect=connection.dialect) from error
+        raise
+    finally:
+        cursor.close()
+
+
+def _copyable(connection: sa.Connection, statement: sa.Executable) -> bool:
+    """A plain INSERT on PostgreSQL (no ON CONFLICT, no RETURNING): COPY takes its rows in one stream."""
+    return (
+        connection.dialect.driver == "psycopg"
+        and isinstance(statement, sa.Insert)
+        and statement._post_values_clause is None
+        and not statement._returning
+        and statement.select is None
+    )
+
+
+def _copy(connection: sa.Connection, statement: sa.Insert, rows: Sequence[dict[str, Any]]) -> int:
+    """The rows through COPY ... FROM STDIN, converted by SQLAlchemy's bind processors as executemany's are."""
+    keys = tuple(rows[0])
+    _, parameters, _ = _compile(connection, statement, keys)
+    process = {name: processor for name, processor, _fixed, _constant in parameters}
+    order = [(key, process.get(key)) for key in keys]
+    table = statement.table
+    preparer = connection.dialect.identifier_preparer
+    columns = ", ".join(preparer.quote(key) for key in keys)
+    sql = f"COPY {preparer.format_table(table)} ({columns}) FROM STDIN"
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        with cursor.copy(sql) as copy:
+            for row in rows:
+                copy.write_row([row[key] if convert is None else convert(row[key]) for key, convert in order])
+        return len(rows)
     except Exception as error:
         base = connection.dialect.loaded_dbapi.Error
         if isinstance(error, base):
