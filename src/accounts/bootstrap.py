@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from urllib.parse import urlparse
 
 import sqlalchemy as sa
 
+from accounts.adapters import registry
 from accounts.adapters.database.engine import create_engine
 from accounts.adapters.database.migrate import migrate
 from accounts.adapters.database.unit_of_work import SqlAlchemyUnitOfWork
@@ -15,6 +18,7 @@ from accounts.adapters.sinks.delivery_lock import DeliveryLocks
 from accounts.domain.tenure import RentGroupMap
 from accounts.service.accounts import AccountService
 from accounts.service.interim_sync import InterimSync
+from accounts.service.listener import FinanceListener, Flag, RetryPolicy
 from accounts.service.outbox_relay import OutboxRelay
 from accounts.service.ports import AccountReads, InterimSink, MessageBroker, TenureSource
 from accounts.service.tenure_events import TenureEventHandler
@@ -24,50 +28,45 @@ log = logging.getLogger(__name__)
 
 
 def build_broker(settings: Settings, engine: sa.Engine) -> MessageBroker:
-    """A broker chosen by ACCOUNTS_BROKER_URL: embedded, amqp://..., or sqs://QUEUE."""
-    url = settings.broker_url
-    scheme = urlparse(url).scheme
-    if url == "embedded" or scheme == "embedded":
-        from accounts.adapters.brokers.embedded import EmbeddedBroker
-
-        return EmbeddedBroker(engine, lease_seconds=settings.embedded_lease_seconds)
-    if scheme in ("amqp", "amqps"):
-        from accounts.adapters.brokers.rabbitmq import RabbitMqBroker
-
-        return RabbitMqBroker(
-            url,
-            tenure_exchange=settings.tenure_exchange,
-            tenure_queue=settings.tenure_queue,
-            accounts_exchange=settings.accounts_exchange,
-            prefetch=settings.worker_batch_size,
-        )
-    if scheme == "sqs":
-        from accounts.adapters.brokers.sqs import SqsBroker
-
-        return SqsBroker(
-            queue_name=urlparse(url).netloc or settings.tenure_queue,
-            region=settings.aws_region,
-            endpoint_url=settings.sqs_endpoint_url,
-            topic_name=settings.sqs_topic_name,
-            accounts_topic_name=settings.sqs_accounts_topic_name,
-            visibility_timeout=settings.sqs_visibility_timeout,
-            max_receive_count=settings.sqs_max_receive_count,
-        )
-    raise ValueError(f"ACCOUNTS_BROKER_URL {url!r}: use embedded, amqp://... or sqs://QUEUE")
+    """A new broker connection, chosen by the scheme of ACCOUNTS_BROKER_URL (`adapters/registry.py`)."""
+    return registry.broker_adapter(settings.broker_url).from_settings(settings, engine)
 
 
 def build_sink(name: str, settings: Settings) -> InterimSink:
-    if name == "spreadsheet":
-        from accounts.adapters.sinks.xlsx_workbook import XlsxWorkbookSink
+    """The interim sink of that name (`adapters/registry.py`); ConfigurationError for an unknown one."""
+    return registry.sink_adapter(name).from_settings(settings)
 
-        return XlsxWorkbookSink(settings.spreadsheet_path)
-    if name == "database":
-        from accounts.adapters.sinks.interim_database import InterimDatabaseSink
 
-        if not settings.interim_database_url:
-            raise ValueError("the database sink needs ACCOUNTS_INTERIM_DATABASE_URL")
-        return InterimDatabaseSink(settings.interim_database_url, batch_size=settings.interim_batch_size)
-    raise ValueError(f"unknown interim sink {name!r}: use spreadsheet or database")
+def build_sinks(settings: Settings) -> list[InterimSink]:
+    """The sinks ACCOUNTS_INTERIM_SINKS switches on, each once; every name checked before any is built."""
+    names = list(dict.fromkeys(settings.interim_sinks))
+    for name in names:
+        registry.sink_adapter(name)
+    return [build_sink(name, settings) for name in names]
+
+
+@contextmanager
+def open_broker(settings: Settings) -> Iterator[MessageBroker]:
+    """A broker alone, closed after, for a command that only publishes (no application wired)."""
+    engine = create_engine(settings.database_url)
+    try:
+        broker = build_broker(settings, engine)
+        try:
+            yield broker
+        finally:
+            broker.close()
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def open_sink(name: str, settings: Settings) -> Iterator[InterimSink]:
+    """An interim sink alone, closed after (`accounts interim import-sheet`)."""
+    sink = build_sink(name, settings)
+    try:
+        yield sink
+    finally:
+        sink.close()
 
 
 def build_reads(engine: sa.Engine, cache_mb: int = 0) -> AccountReads:
@@ -96,6 +95,8 @@ class Application:
     interim: InterimSync
     reads: AccountReads
     sinks: list[InterimSink] = field(default_factory=list)
+    # Sinks built for reconciling only; closed with the application.
+    _checked: list[InterimSink] = field(default_factory=list, init=False, repr=False)
 
     def uow(self, read_only: bool = False) -> SqlAlchemyUnitOfWork:
         return SqlAlchemyUnitOfWork(self.engine, read_only=read_only)
@@ -107,24 +108,50 @@ class Application:
     def outbox_relay(self, broker: MessageBroker) -> OutboxRelay:
         return OutboxRelay(self.uow, broker)
 
+    def listener(self, broker: MessageBroker, stop: Flag | None = None) -> FinanceListener:
+        """The finance listener on that broker connection, with the configured attempts and backoff."""
+        settings = self.settings
+        return FinanceListener(
+            broker,
+            self.tenure_events,
+            self.uow,
+            self.database_answers,
+            RetryPolicy(settings.max_attempts, settings.retry_base_seconds, settings.retry_max_seconds),
+            batch_size=settings.worker_batch_size,
+            stop=stop if stop is not None else threading.Event(),
+        )
+
+    def database_answers(self) -> bool:
+        """Whether the database takes a query now (the listener waits out an outage by asking)."""
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(sa.text("SELECT 1"))
+        except Exception:
+            return False
+        return True
+
     def reconcile_targets(self) -> list[InterimSink]:
-        """Every interim copy that can be checked: the configured sinks, and any other with a location."""
-        names = list(self.settings.interim_sinks)
-        if "spreadsheet" not in names and self.settings.spreadsheet_path.exists():
-            names.append("spreadsheet")
-        if "database" not in names and self.settings.interim_database_url:
-            names.append("database")
-        return [sink for sink in self.sinks if sink.name in names] + [
-            build_sink(name, self.settings) for name in names if name not in {s.name for s in self.sinks}
+        """Every interim copy that can be checked: the configured sinks, and any other the settings locate."""
+        configured = {sink.name for sink in self.sinks}
+        others = [
+            build_sink(name, self.settings)
+            for name in registry.sink_names()
+            if name not in configured and registry.sink_adapter(name).has_copy(self.settings)
         ]
+        self._checked.extend(others)
+        return [*self.sinks, *others]
 
     def close(self) -> None:
+        for sink in [*self.sinks, *self._checked]:
+            sink.close()
         self.reads.close()
         self.engine.dispose()
 
 
 def bootstrap(settings: Settings | None = None, *, run_migrations: bool = False) -> Application:
     settings = settings or get_settings()
+    sinks = build_sinks(settings)  # first: a configuration error is told before anything is touched
+    sink_names = [sink.name for sink in sinks]
     if run_migrations:
         migrate(settings.database_url)
     engine = create_engine(settings.database_url)
@@ -135,8 +162,6 @@ def bootstrap(settings: Settings | None = None, *, run_migrations: bool = False)
     rent_groups = (
         RentGroupMap.from_file(settings.rent_group_map_path) if settings.rent_group_map_path else RentGroupMap.default()
     )
-    sink_names = list(dict.fromkeys(settings.interim_sinks))
-    sinks = [build_sink(name, settings) for name in sink_names]
     accounts = AccountService(uow, interim_sinks=sink_names)
     tenure_events = TenureEventHandler(
         uow, rent_groups, interim_sinks=sink_names, tenure_source=build_tenure_source(settings)

@@ -10,10 +10,16 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-SinkName = Literal["spreadsheet", "database"]
+
+class ConfigurationError(ValueError):
+    """Settings that parse but cannot be put together (an unknown sink, a sink without its location).
+
+    Raised when the application is wired (`bootstrap`), which knows the adapters; this
+    module does not. The CLI prints it as a configuration error (exit code 2).
+    """
 
 
-def _spreadsheet_only() -> list[SinkName]:
+def _spreadsheet_only() -> list[str]:
     return ["spreadsheet"]
 
 
@@ -79,8 +85,8 @@ class Settings(BaseSettings):
     tenure_api_token: str | None = None
     rent_group_map_path: Path | None = None
 
-    # Interim finance sync.
-    interim_sinks: Annotated[list[SinkName], NoDecode] = Field(default_factory=_spreadsheet_only)
+    # Interim finance sync: the names of the sinks (`adapters/registry.py`), checked when the application is wired.
+    interim_sinks: Annotated[list[str], NoDecode] = Field(default_factory=_spreadsheet_only)
     spreadsheet_path: Path = Path("./var/interim-tenancy-agreements.xlsx")
     interim_database_url: str | None = None
     interim_flush_seconds: float = 0.5
@@ -108,8 +114,6 @@ class Settings(BaseSettings):
             raise ValueError("ACCOUNTS_JWT_SECRET must be set to a secret of at least 32 characters in production")
         if self.jwt_algorithm == "RS256" and not (self.jwt_public_key_path or self.jwt_jwks_path):
             raise ValueError("RS256 needs ACCOUNTS_JWT_PUBLIC_KEY_PATH or ACCOUNTS_JWT_JWKS_PATH")
-        if "database" in self.interim_sinks and not self.interim_database_url:
-            raise ValueError("ACCOUNTS_INTERIM_SINKS includes database: set ACCOUNTS_INTERIM_DATABASE_URL")
         return self
 
 

@@ -45,7 +45,7 @@ def make_row(number: int, **changes: object) -> InterimRow:
 def sink(database_url: str) -> Iterator[InterimDatabaseSink]:
     sink = InterimDatabaseSink(database_url)
     yield sink
-    sink.dispose()
+    sink.close()
 
 
 def count(url: str, table: sa.Table) -> int:
@@ -91,7 +91,7 @@ def test_batches_smaller_than_the_delivery(database_url: str) -> None:
         assert sink.read_rows() == [*expected, make_row(51)]
         assert count(database_url, tenancy_agreement_staging) == 0
     finally:
-        sink.dispose()
+        sink.close()
 
 
 def test_remove_deletes_only_the_given_refs(sink: InterimDatabaseSink) -> None:
@@ -109,7 +109,7 @@ def test_create_schema_is_idempotent(sink: InterimDatabaseSink, database_url: st
     try:
         other.deliver([make_row(1)])
     finally:
-        other.dispose()
+        other.close()
     assert sink.read_rows() == [make_row(1)]
 
 
@@ -129,14 +129,14 @@ def test_unreachable_database_is_a_transient_error() -> None:
         with pytest.raises(TransientError):
             sink.remove([make_row(1).payment_ref])
     finally:
-        sink.dispose()
+        sink.close()
 
 
 def test_delivery_works_once_the_database_is_back(database_url: str) -> None:
     down = InterimDatabaseSink(UNREACHABLE)
     with pytest.raises(TransientError):
         down.deliver([make_row(1)])
-    down.dispose()
+    down.close()
 
     # The flusher retries the same rows against the database once it answers again.
     back = InterimDatabaseSink(database_url)
@@ -144,7 +144,7 @@ def test_delivery_works_once_the_database_is_back(database_url: str) -> None:
         back.deliver([make_row(1)])
         assert back.read_rows() == [make_row(1)]
     finally:
-        back.dispose()
+        back.close()
 
 
 def test_sqlite_file_in_a_missing_directory(tmp_path: Path) -> None:
@@ -154,7 +154,7 @@ def test_sqlite_file_in_a_missing_directory(tmp_path: Path) -> None:
         sink.deliver([make_row(1)])
         assert sink.read_rows() == [make_row(1)]
     finally:
-        sink.dispose()
+        sink.close()
 
 
 def test_batch_size_must_be_positive() -> None:

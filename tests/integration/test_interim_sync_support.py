@@ -88,11 +88,7 @@ def make_app_fixture(database_url: str, interim_url: str, tmp_path: Path) -> Ite
 
     yield make
     for app in made:
-        for sink in app.sinks:
-            dispose = getattr(sink, "dispose", None)
-            if dispose:
-                dispose()
-        app.close()
+        app.close()  # its sinks too
 
 
 def apply(app: Application, *events: dict[str, Any]) -> None:
@@ -261,4 +257,4 @@ def _rename_database(server: str, name: str, new_name: str) -> None:
 def _dispose_database_sink(app: Application) -> None:
     for sink in app.sinks:
         if sink.name == "database":
-            sink.dispose()  # type: ignore[attr-defined]
+            sink.close()

@@ -16,8 +16,8 @@ from accounts.adapters.database import tables
 from accounts.bootstrap import Application
 from accounts.domain.account import AccountType, Actor, to_wire
 from accounts.domain.events import parse_envelope
-from accounts.entrypoints.worker import Listener
 from accounts.service.accounts import ChangeContext, change_account
+from accounts.service.listener import FinanceListener
 from accounts.service.ports import TENURE_TOPIC, TransientError
 from accounts.service.unit_of_work import ConcurrencyConflict
 from tests.fixtures.tenures import (
@@ -35,7 +35,7 @@ def app(sqlite_application: Application) -> Application:
     return sqlite_application
 
 
-def publish(listener: Listener, *messages: dict[str, Any] | bytes) -> None:
+def publish(listener: FinanceListener, *messages: dict[str, Any] | bytes) -> None:
     items = []
     for index, message in enumerate(messages):
         if isinstance(message, bytes):
@@ -61,7 +61,7 @@ def test_one_batch_applies_what_it_can_and_treats_the_rest_one_by_one(app: Appli
     tales = [story(rng).moved_to(f"{n} Mare Street, London E8 3RH") for n in range(1, 4)]
     unseen = story(rng).moved_to("9 Well Street, London E9 6NS").events[1]  # its create never comes
     broken = [body for _, body, _ in malformed_bodies()][:3]
-    listener = Listener(app, app.broker())
+    listener = app.listener(app.broker())
     batch: list[dict[str, Any] | bytes] = []
     for tale in tales:
         batch.extend(tale.events)
@@ -88,7 +88,7 @@ def test_one_batch_applies_what_it_can_and_treats_the_rest_one_by_one(app: Appli
 def test_a_batch_that_fails_as_a_whole_goes_one_by_one(app: Application, monkeypatch: pytest.MonkeyPatch) -> None:
     rng = random.Random(22)
     tales = [story(rng) for _ in range(3)]
-    listener = Listener(app, app.broker())
+    listener = app.listener(app.broker())
 
     def down(*_: object) -> list[object]:
         raise TransientError("database unavailable: gone for a moment")
@@ -107,7 +107,7 @@ def test_a_failed_event_in_a_batch_leaves_nothing_of_itself_behind(app: Applicat
     rng = random.Random(23)
     first = story(rng, payment_reference="2280012345")
     second = story(rng, payment_reference="2280012345")  # the same payment reference: 409, dead-lettered
-    listener = Listener(app, app.broker())
+    listener = app.listener(app.broker())
     publish(listener, first.events[0], second.events[0])
     assert listener.poll(0.1) == 2
     assert listener.dead_lettered == 1 and listener.processed == 1
@@ -123,9 +123,9 @@ def test_a_failed_event_in_a_batch_leaves_nothing_of_itself_behind(app: Applicat
 # exactly what the same events give one by one.
 
 
-def run_batch(app: Application, *messages: dict[str, Any] | bytes) -> Listener:
+def run_batch(app: Application, *messages: dict[str, Any] | bytes) -> FinanceListener:
     """Publish the messages and take them in one batch."""
-    listener = Listener(app, app.broker())
+    listener = app.listener(app.broker())
     publish(listener, *messages)
     assert listener.poll(0.1) == len(messages)
     return listener
@@ -233,7 +233,7 @@ def test_a_batch_refused_at_commit_goes_one_by_one(
             )
 
     monkeypatch.setattr(SqlAlchemyUnitOfWork, "read_ahead", read_ahead)
-    caplog.set_level("INFO", logger="accounts.entrypoints.worker")
+    caplog.set_level("INFO", logger="accounts.service.listener")
 
     listener = run_batch(application, *all_events(tales))
 
@@ -277,7 +277,7 @@ def test_a_batch_of_updates_to_stored_accounts_commits_as_one(
     """Creates in one batch, their updates in the next: the versioned updates are written together."""
     rng = random.Random(36)
     tales = [story(rng).moved_to(f"{n} Mare Street, London E8 3RH").ended() for n in range(1, 6)]
-    caplog.set_level("INFO", logger="accounts.entrypoints.worker")
+    caplog.set_level("INFO", logger="accounts.service.listener")
 
     run_batch(application, *(tale.events[0] for tale in tales))
     listener = run_batch(application, *(event for tale in tales for event in tale.events[1:]))

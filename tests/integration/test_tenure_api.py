@@ -20,7 +20,6 @@ from accounts.adapters.tenure_api import TenureApiClient
 from accounts.bootstrap import Application, bootstrap
 from accounts.domain.account import AccountType, to_wire
 from accounts.domain.events import parse_envelope
-from accounts.entrypoints.worker import Listener
 from accounts.service.ports import TENURE_TOPIC, TransientError
 from accounts.service.tenure_events import RetryLater
 from tests.conftest import free_port, make_settings
@@ -202,7 +201,7 @@ def test_a_tenure_api_failing_then_recovering_is_retried_with_backoff(
     broker = app.broker()
     retyped = tale.events[1]
     broker.publish(TENURE_TOPIC, json.dumps(retyped).encode(), group_id=tale.tenure_id, message_id=retyped["id"])
-    listener = Listener(app, broker)
+    listener = app.listener(broker)
 
     deadline = time.monotonic() + 10
     while broker.depth() and time.monotonic() < deadline:
@@ -222,7 +221,7 @@ def test_a_tenure_api_that_keeps_failing_ends_in_the_dead_letter_store(
     broker = app.broker()
     retyped = tale.events[1]
     broker.publish(TENURE_TOPIC, json.dumps(retyped).encode(), group_id=tale.tenure_id, message_id=retyped["id"])
-    listener = Listener(app, broker)
+    listener = app.listener(broker)
 
     deadline = time.monotonic() + 10
     while broker.depth() and time.monotonic() < deadline:

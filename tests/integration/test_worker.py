@@ -21,8 +21,9 @@ from accounts.adapters.brokers.embedded import EmbeddedBroker
 from accounts.adapters.database import tables
 from accounts.bootstrap import Application, bootstrap
 from accounts.domain.account import AccountType, to_wire
-from accounts.entrypoints.worker import DrainedCounter, Listener, Worker, run_sync_process
-from accounts.service.ports import ACCOUNTS_TOPIC, TENURE_TOPIC, ReceivedMessage, TransientError
+from accounts.entrypoints.worker import DrainedCounter, Worker, run_sync_process
+from accounts.service.listener import FinanceListener
+from accounts.service.ports import ACCOUNTS_TOPIC, TENURE_TOPIC, MessageBroker, ReceivedMessage, TransientError
 from tests.conftest import make_settings
 from tests.fixtures.tenures import (
     all_events,
@@ -63,7 +64,7 @@ def publish(broker: EmbeddedBroker, *events: dict[str, Any] | bytes) -> None:
     broker.publish_many(TENURE_TOPIC, items)
 
 
-def drain(listener: Listener, broker: EmbeddedBroker, timeout: float = 20.0) -> None:
+def drain(listener: FinanceListener, broker: EmbeddedBroker, timeout: float = 20.0) -> None:
     """Poll until the queue is empty (retried messages included)."""
     deadline = time.monotonic() + timeout
     while broker.depth():
@@ -88,7 +89,7 @@ def test_shuffled_duplicated_events_on_the_queue_give_the_in_order_accounts(make
     stories = realistic_stories(18, seed=31)
     events = all_events(stories)
     publish(broker, *shuffled_with_duplicates(events, seed=32))
-    listener = Listener(app, broker)
+    listener = app.listener(broker)
 
     drain(listener, broker)
 
@@ -105,7 +106,7 @@ def test_an_unknown_event_type_is_logged_acknowledged_and_skipped(make_app, capl
     broker = app.broker()
     others = [tale.events[0] for tale in realistic_stories(company, seed=21)]
     publish(broker, unknown_event(), *others)
-    listener = Listener(app, broker)
+    listener = app.listener(broker)
 
     with caplog.at_level("INFO", logger="accounts"):
         assert listener.poll(0.1) == 1 + company
@@ -127,7 +128,7 @@ def test_malformed_events_are_dead_lettered_at_once_with_the_reason_and_block_no
         mixed.extend(all_events(good)[index : index + 1])
     mixed.extend(all_events(good)[len(bad) :])
     publish(broker, *mixed)
-    listener = Listener(app, broker)
+    listener = app.listener(broker)
 
     drain(listener, broker)
 
@@ -148,7 +149,7 @@ def test_an_update_whose_tenure_never_comes_is_dead_lettered_after_max_attempts(
     tale = story(random.Random(51)).moved_to("1 Nowhere Street, London E8 1AA")
     update = tale.events[1]
     publish(broker, update)
-    listener = Listener(app, broker)
+    listener = app.listener(broker)
 
     drain(listener, broker)
 
@@ -161,7 +162,7 @@ def test_an_update_whose_tenure_never_comes_is_dead_lettered_after_max_attempts(
     assert count(app, tables.accounts) == 0, "no account is invented from an update alone"
 
 
-class RecordingBroker:
+class RecordingBroker(MessageBroker):
     """A broker double that records what the listener did with each message."""
 
     def __init__(self, keepalive_interval: float | None = None) -> None:
@@ -204,7 +205,7 @@ def test_a_dead_letter_that_cannot_be_stored_goes_back_to_the_broker(make_app, m
         raise TransientError("database unavailable: connection refused")
 
     monkeypatch.setattr(app, "uow", database_down)
-    Listener(app, broker).process(delivery(b"not json at all"))
+    app.listener(broker).process(delivery(b"not json at all"))
 
     assert broker.acked == []
     assert len(broker.retried) == 1, "not stored, so not acked: the broker delivers it again"
@@ -224,8 +225,8 @@ def test_the_database_down_holds_the_event_without_spending_its_attempts(make_ap
         return real_handle(event)
 
     monkeypatch.setattr(app.tenure_events, "handle", flaky_handle)
-    listener = Listener(app, broker)
-    monkeypatch.setattr(listener, "_database_answers", lambda: next(answers))
+    listener = app.listener(broker)
+    monkeypatch.setattr(listener, "database_answers", lambda: next(answers))
 
     listener.process(delivery(tale.events[0]))
 
@@ -247,7 +248,7 @@ def test_a_dropped_connection_is_retried_at_once_when_the_database_answers(make_
         return real_handle(event)
 
     monkeypatch.setattr(app.tenure_events, "handle", flaky_handle)
-    Listener(app, broker).process(delivery(tale.events[0]))
+    app.listener(broker).process(delivery(tale.events[0]))
 
     assert broker.retried == [] and len(broker.acked) == 1
     master_wire(app, tale.tenure_id)
@@ -261,8 +262,8 @@ def test_stopping_while_the_database_is_down_leaves_the_message_to_the_broker(ma
         raise TransientError("database unavailable")
 
     monkeypatch.setattr(app.tenure_events, "handle", down)
-    listener = Listener(app, broker)
-    monkeypatch.setattr(listener, "_database_answers", lambda: False)
+    listener = app.listener(broker)
+    monkeypatch.setattr(listener, "database_answers", lambda: False)
     threading.Timer(0.2, listener.stop.set).start()
 
     started = time.monotonic()
@@ -282,7 +283,7 @@ def test_the_broker_is_kept_alive_while_a_slow_event_is_handled(make_app, monkey
         return real_handle(event)
 
     monkeypatch.setattr(app.tenure_events, "handle", slow_handle)
-    listener = Listener(app, broker)
+    listener = app.listener(broker)
     listener.process(delivery(story(random.Random(64)).events[0]))
     listener.close()
 

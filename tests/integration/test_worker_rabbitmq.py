@@ -12,7 +12,6 @@ import pytest
 
 from accounts.adapters.brokers.rabbitmq import RabbitMqBroker
 from accounts.bootstrap import Application
-from accounts.entrypoints.worker import Listener
 from accounts.service.ports import TENURE_TOPIC
 from tests.conftest import unique
 from tests.fixtures.service import delete_rabbitmq_topology
@@ -53,7 +52,7 @@ def test_a_slow_event_keeps_the_connection_and_is_acked_once(
         return real_handle(event)
 
     monkeypatch.setattr(app.tenure_events, "handle", slow_handle)
-    listener = Listener(app, broker)
+    listener = app.listener(broker)
     deadline = time.monotonic() + 10
     while listener.processed == 0 and time.monotonic() < deadline:
         listener.poll(0.5)

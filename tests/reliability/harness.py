@@ -620,8 +620,7 @@ def check_books(
                 f"{sink.name}: {len(set(refs) - set(rows))} account(s) missing, "
                 f"{sum(n - 1 for n in rows.values() if n > 1)} duplicated, {len(set(rows) - set(refs))} extra"
             )
-            if hasattr(sink, "dispose"):
-                sink.dispose()
+            sink.close()
     finally:
         app.close()
     reconciled = deployment.cli("interim", "reconcile")

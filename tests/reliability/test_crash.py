@@ -128,7 +128,6 @@ def test_a_create_held_by_a_killed_worker_is_not_overtaken_by_its_update(tmp_pat
 
     from accounts.adapters.brokers.embedded import EmbeddedBroker
     from accounts.bootstrap import bootstrap
-    from accounts.entrypoints.worker import Listener
     from accounts.service.ports import TENURE_TOPIC
     from tests.conftest import make_settings
     from tests.fixtures.tenures import story
@@ -149,7 +148,7 @@ def test_a_create_held_by_a_killed_worker_is_not_overtaken_by_its_update(tmp_pat
                 (json.dumps(other.events[0]).encode(), other.tenure_id, "other"),
             ],
         )
-        listener = Listener(app, restarted)
+        listener = app.listener(restarted)
         deadline = time.monotonic() + 20
         while restarted.depth() and time.monotonic() < deadline:
             listener.poll(0.05)

@@ -27,7 +27,7 @@ from accounts.bootstrap import Application, bootstrap
 from accounts.domain.account import to_wire
 from accounts.domain.events import parse_envelope
 from accounts.domain.payment_reference import has_valid_check_digit
-from accounts.entrypoints.worker import Listener
+from accounts.service.listener import FinanceListener
 from tests.conftest import make_settings, unique
 from tests.fixtures.tenures import TenureStory, all_events, realistic_stories, shuffled_with_duplicates
 from tests.reliability.harness import delete_rabbit_names
@@ -88,7 +88,7 @@ def in_order(tmp_path: Path) -> Iterator[Application]:
         app.close()
 
 
-def drain(listener: Listener, app: Application, unique_events: int, timeout: float = 120) -> None:
+def drain(listener: FinanceListener, app: Application, unique_events: int, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while True:
         with app.engine.connect() as connection:
@@ -130,7 +130,7 @@ def test_duplicated_and_shuffled_delivery_gives_the_in_order_state_field_by_fiel
         for event in delivered:
             body = json.dumps(event).encode()
             broker.publish("tenure", body, group_id=event["entityId"], message_id=event["id"])
-        listener = Listener(app, broker)
+        listener = app.listener(broker)
         drain(listener, app, len(events))
         listener.close()
         with app.uow(read_only=True) as uow:

@@ -15,21 +15,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from accounts.settings import DEV_JWT_SECRET, Settings, get_settings
+from accounts.runtime import configure_logging
+from accounts.settings import DEV_JWT_SECRET, ConfigurationError, Settings, get_settings
 
 if TYPE_CHECKING:
-    from accounts.entrypoints.worker import Flag
+    from accounts.service.listener import Flag
 
 log = logging.getLogger("accounts")
-
-
-def configure_logging(settings: Settings) -> None:
-    from accounts.entrypoints.http.correlation import CorrelationFilter
-
-    handler = logging.StreamHandler()
-    handler.addFilter(CorrelationFilter())
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s"))
-    logging.basicConfig(level=settings.log_level.upper(), handlers=[handler], force=True)
 
 
 def _stop_on_sigterm(stop: Flag) -> None:
@@ -73,7 +65,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from accounts.bootstrap import bootstrap
     from accounts.entrypoints.http.app import create_app
     from accounts.entrypoints.http.auth import mint_token
-    from accounts.entrypoints.worker import Worker, tune_garbage_collector
+    from accounts.entrypoints.worker import Worker
+    from accounts.runtime import tune_garbage_collector
 
     application = bootstrap(settings, run_migrations=True)
     app = create_app(application)
@@ -168,36 +161,23 @@ def read_envelopes(paths: Sequence[str]) -> Iterator[dict[str, Any]]:
 
 
 def cmd_events_publish(settings: Settings, args: argparse.Namespace) -> int:
-    from accounts.adapters.database.engine import create_engine
-    from accounts.bootstrap import build_broker
+    from accounts.bootstrap import open_broker
     from accounts.service.ports import TENURE_TOPIC
 
-    engine = create_engine(settings.database_url)
-    broker = build_broker(settings, engine)
     count = 0
     batch: list[tuple[bytes, str, str]] = []
-
-    def flush() -> None:
-        bulk = getattr(broker, "publish_many", None)
-        if bulk is not None:
-            bulk(TENURE_TOPIC, batch)
-        else:
-            for body, group_id, message_id in batch:
-                broker.publish(TENURE_TOPIC, body, group_id=group_id, message_id=message_id)
-        batch.clear()
-
-    for envelope in read_envelopes(args.files):
-        # Published as given: a malformed event is the listener's to dead-letter, with its reason.
-        group = str(envelope.get("entityId") or "unknown") if isinstance(envelope, dict) else "unknown"
-        message_id = str(envelope.get("id") or uuid.uuid4()) if isinstance(envelope, dict) else str(uuid.uuid4())
-        batch.append((json.dumps(envelope).encode(), group, message_id))
-        count += 1
-        if len(batch) >= 500:
-            flush()
-    if batch:
-        flush()
-    broker.close()
-    engine.dispose()
+    with open_broker(settings) as broker:
+        for envelope in read_envelopes(args.files):
+            # Published as given: a malformed event is the listener's to dead-letter, with its reason.
+            group = str(envelope.get("entityId") or "unknown") if isinstance(envelope, dict) else "unknown"
+            message_id = str(envelope.get("id") or uuid.uuid4()) if isinstance(envelope, dict) else str(uuid.uuid4())
+            batch.append((json.dumps(envelope).encode(), group, message_id))
+            count += 1
+            if len(batch) >= 500:
+                broker.publish_many(TENURE_TOPIC, batch)
+                batch.clear()
+        if batch:
+            broker.publish_many(TENURE_TOPIC, batch)
     print(f"published {count} events to {_safe_url(settings.broker_url)}")
     return 0
 
@@ -292,8 +272,8 @@ def cmd_interim_rebuild(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def cmd_interim_import_sheet(settings: Settings, args: argparse.Namespace) -> int:
-    from accounts.adapters.sinks.interim_database import InterimDatabaseSink
     from accounts.adapters.sinks.xlsx_workbook import read_workbook
+    from accounts.bootstrap import open_sink
     from accounts.service.ports import TransientError
 
     url = args.database_url or settings.interim_database_url
@@ -314,14 +294,12 @@ def cmd_interim_import_sheet(settings: Settings, args: argparse.Namespace) -> in
             print(f"payment ref {ref} appears {len(where)} times, on {', '.join(where)}", file=sys.stderr)
         print(f"not imported: {len(repeated)} payment ref(s) appear more than once in {args.file}", file=sys.stderr)
         return 1
-    sink = InterimDatabaseSink(url, batch_size=settings.interim_batch_size)
     try:
-        sink.load_workbook_rows(rows)
+        with open_sink("database", settings.model_copy(update={"interim_database_url": url})) as sink:
+            sink.deliver(rows)  # the sink's own merge, as when the listener's changes are delivered
     except TransientError as error:
         print(f"not imported: {error}", file=sys.stderr)
         return 1
-    finally:
-        sink.dispose()
     print(f"loaded {len(rows)} tenancy agreement row(s) from {args.file} into the interim database")
     return 0
 
@@ -336,11 +314,7 @@ def cmd_interim_reconcile(settings: Settings, args: argparse.Namespace) -> int:
         differences = reconcile(application.uow, targets)
         pending = application.interim.pending_counts()
     finally:
-        for sink in targets:
-            dispose = getattr(sink, "dispose", None)
-            if callable(dispose):
-                dispose()
-        application.close()
+        application.close()  # and with it every sink it built
     for difference in differences[: args.limit]:
         print(difference.describe())
     if len(differences) > args.limit:
@@ -434,7 +408,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
     configure_logging(settings)
-    return int(args.handler(settings, args))
+    try:
+        return int(args.handler(settings, args))
+    except ConfigurationError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,25 +1,10 @@
-"""The worker: the finance listener, the outbox relay and the interim sink flushers.
+"""The worker: supervises the finance listener, the outbox relay and the interim sink flushers.
 
-Each runs in its own thread with its own broker connection. A message is acked only
-after its effect is committed, so a crash anywhere means redelivery, and redelivery
-means nothing (the processed-events table). On SIGTERM each loop finishes the batch
-in hand and stops: nothing is acked that was not applied.
-
-What the listener does with a message:
-
-* applied, a duplicate, or of a type it does not handle: ack;
-* malformed, or breaking a council rule no retry can mend: into the dead-letter store
-  with the reason, then ack (never retried, never holding back the messages behind it);
-* its tenure not seen yet, the Tenure API failing, a lost race: back to the broker to
-  come again after a backoff with jitter; after `max_attempts` deliveries, dead-lettered;
-* the database down: the message is held, not failed: the listener waits (backing off)
-  until the database answers again and then applies it, so an outage costs no attempts
-  and dead-letters nothing. Stopping while it waits leaves the message unacked for the
-  broker to deliver again.
-
-While a message is being handled the listener thread keeps the broker connection alive
-(`keepalive`, when the adapter has one: RabbitMQ heartbeats, embedded leases), since a
-pika BlockingConnection only answers heartbeats when its own thread calls into it.
+Each runs in its own thread with its own broker connection; what becomes of a message is
+the listener's to decide (`service/listener.py`), what a sink is owed is `InterimSync`'s.
+This module only starts them, restarts a step that failed (backing off), stops them on
+SIGTERM (each loop finishes the batch in hand: nothing is acked that was not applied), and
+stops the whole worker when one of them dies, so that its supervisor restarts it.
 
 `accounts worker` runs the outbox relay and the interim sinks in a process of their own
 beside the listener (`ACCOUNTS_WORKER_SYNC_PROCESS`, on by default): they share nothing
@@ -31,273 +16,30 @@ worker stops (so its supervisor restarts it) when the child dies.
 
 from __future__ import annotations
 
-import concurrent.futures
 import functools
-import gc
-import json
 import logging
 import multiprocessing
 import os
-import random
 import signal
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
-from typing import Any, Protocol, TypeVar
-
-import sqlalchemy as sa
+from typing import Any
 
 from accounts.bootstrap import Application
-from accounts.domain.errors import DomainError
-from accounts.domain.events import EventEnvelope, MalformedEvent, parse_envelope
-from accounts.service.accounts import AccountConflict, utc_now
-from accounts.service.ports import InterimSink, MessageBroker, ReceivedMessage, TransientError
-from accounts.service.tenure_events import Outcome, RetryLater
-from accounts.service.unit_of_work import ConcurrencyConflict
+from accounts.runtime import configure_logging, tune_garbage_collector
+from accounts.service.listener import Flag, backoff
+from accounts.service.ports import InterimSink
 from accounts.settings import Settings
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
-# Errors that no retry can mend: the event goes straight to the dead-letter store.
-# (UnicodeEncodeError: text no database can store, such as a lone surrogate escaped in the JSON.)
-PERMANENT = (MalformedEvent, DomainError, AccountConflict, UnicodeEncodeError)
-DEAD_LETTER_SOURCE = "tenure-events"
-# How often a slow message's wait lets the broker connection do its housekeeping (heartbeats),
-# unless the adapter says otherwise (`keepalive_interval`): well inside any heartbeat timeout.
-KEEPALIVE_SECONDS = 1.0
 # After rewriting a whole sink (the workbook), pause this many times as long as the rewrite took.
 REWRITE_PAUSE_FACTOR = 4.0
 # How often the relay-and-sinks process checks that the worker that started it is still there.
 PARENT_CHECK_SECONDS = 0.5
-
-
-class Flag(Protocol):
-    """What a worker's loops need of their stop and drained signals: a threading.Event, or a `DrainedCounter`."""
-
-    def set(self) -> None: ...
-    def clear(self) -> None: ...
-    def is_set(self) -> bool: ...
-    def wait(self, timeout: float | None = None) -> bool: ...
-
-
-# The listener allocates quickly (a batch of 500 events made some 100,000 short-lived objects): at
-# Python's default threshold (700) the cyclic collector ran about 2,000 times for 20,000 events, about
-# a tenth of the worker's CPU. Collected less often, and without rescanning what startup made:
-GC_THRESHOLDS = (10_000, 20, 20)
-
-
-def tune_garbage_collector() -> None:
-    """Freeze what exists now (modules, settings, engines: never garbage) and collect young objects less often."""
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
-
-
-def backoff(attempts: int, base: float, ceiling: float) -> float:
-    """Exponential backoff with jitter, so retries from many workers spread out."""
-    return random.uniform(base / 2, max(base / 2, min(ceiling, base * 2 ** max(0, attempts - 1))))
-
-
-class Abandoned(Exception):
-    """The worker is stopping while a message waits for the database: leave it to the broker."""
-
-
-@dataclass
-class Listener:
-    """Consumes tenure events: apply, or retry later, or dead-letter; then ack."""
-
-    app: Application
-    broker: MessageBroker
-    stop: Flag = field(default_factory=threading.Event)
-    processed: int = 0
-    dead_lettered: int = 0
-    retried: int = 0
-    _executor: concurrent.futures.ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
-    _last_keepalive: float = field(default=0.0, init=False, repr=False)
-
-    def poll(self, wait_seconds: float) -> int:
-        """Receive one batch and deal with every message in it (even once asked to stop)."""
-        settings = self.app.settings
-        messages = self.broker.receive(settings.worker_batch_size, wait_seconds)
-        self._last_keepalive = time.monotonic()
-        if len(messages) > 1:
-            self.process_batch(messages)
-        else:
-            for message in messages:
-                self.process(message)
-        return len(messages)
-
-    def process_batch(self, messages: list[ReceivedMessage]) -> None:
-        """Apply a batch in one transaction (much cheaper per event), then ack it.
-
-        Whatever the batch could not apply (malformed, must wait, a rule broken, a lost
-        race) is undone alone and then goes through `process`, one by one, exactly as if
-        it had come on its own; if the batch as a whole fails, every message does.
-        """
-        events: list[EventEnvelope] = []
-        batched: list[ReceivedMessage] = []
-        alone: list[ReceivedMessage] = []
-        for message in messages:
-            try:
-                events.append(parse_envelope(message.body))
-                batched.append(message)
-            except MalformedEvent:
-                alone.append(message)
-        try:
-            results = self._keeping_alive(functools.partial(self.app.tenure_events.handle_many, events))
-        except Exception as error:
-            log.info("a batch of %d events failed as a whole (%r): one by one instead", len(events), error)
-            results = [error] * len(events)
-        applied: list[ReceivedMessage] = []
-        for message, result in zip(batched, results, strict=True):
-            (alone if isinstance(result, Exception) else applied).append(message)
-        if applied:
-            # After the commit, never before: a failed ack means redelivery, which changes nothing.
-            ack_many: Callable[[list[ReceivedMessage]], None] | None = getattr(self.broker, "ack_many", None)
-            if ack_many is not None:
-                ack_many(applied)
-            else:
-                for message in applied:
-                    self.broker.ack(message)
-            self.processed += len(applied)
-        for message in sorted(alone, key=messages.index):
-            self.process(message)
-
-    def process(self, message: ReceivedMessage) -> None:
-        try:
-            event = parse_envelope(message.body)
-            outcome = self._keeping_alive(functools.partial(self._handle, event))
-            log.debug("event %s %s: %s", event.id, event.event_type, outcome.detail)
-        except Abandoned:
-            log.info("stopping: message %s is left to the broker to deliver again", message.message_id)
-            return
-        except PERMANENT as error:
-            self._dead_letter(message, f"{type(error).__name__}: {error}")
-            return
-        except (RetryLater, TransientError, ConcurrencyConflict) as error:
-            self._retry_or_dead_letter(message, f"{type(error).__name__}: {error}")
-            return
-        except Exception as error:  # a bug or an unforeseen failure: retried, then kept with its reason
-            log.exception("unexpected failure on message %s", message.message_id)
-            self._retry_or_dead_letter(message, f"{type(error).__name__}: {error}")
-            return
-        # A failed ack leaves the message to be delivered again, which changes nothing.
-        self.broker.ack(message)
-        self.processed += 1
-
-    def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
-
-    # Handling --------------------------------------------------------------------
-
-    def _handle(self, event: EventEnvelope) -> Outcome:
-        """Apply the event; while the database is down, wait for it rather than fail the event."""
-        handler = self.app.tenure_events
-        retried_at_once = False
-        while True:
-            try:
-                return handler.handle(event)
-            except TransientError:
-                if not self._database_answers():
-                    self._wait_for_database()
-                    continue
-                if retried_at_once:
-                    raise
-                # The database answers: a connection dropped under us is mended by a fresh one.
-                retried_at_once = True
-
-    def _database_answers(self) -> bool:
-        try:
-            with self.app.engine.connect() as connection:
-                connection.execute(sa.text("SELECT 1"))
-        except Exception:
-            return False
-        return True
-
-    def _wait_for_database(self) -> None:
-        settings = self.app.settings
-        log.warning("the database is not answering: holding the event until it does")
-        waits = 0
-        while True:
-            waits += 1
-            if self.stop.wait(backoff(waits, settings.retry_base_seconds, settings.retry_max_seconds)):
-                raise Abandoned()
-            if self._database_answers():
-                log.info("the database answers again after %d check(s)", waits)
-                return
-
-    def _keeping_alive(self, work: Callable[[], T]) -> T:
-        """Run work; if the broker needs it, keep its connection (or leases) alive meanwhile."""
-        keepalive: Callable[[], None] | None = getattr(self.broker, "keepalive", None)
-        if keepalive is None:
-            return work()
-        interval = float(getattr(self.broker, "keepalive_interval", KEEPALIVE_SECONDS))
-        if self._executor is None:
-            self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="listener-handler")
-        future = self._executor.submit(work)
-        while True:
-            remaining = self._last_keepalive + interval - time.monotonic()
-            done, _ = concurrent.futures.wait([future], timeout=max(0.0, remaining))
-            if done:
-                return future.result()
-            try:
-                keepalive()
-            except Exception as error:  # the ack will tell; the message is redelivered at worst
-                log.warning("keeping the broker connection alive failed: %r", error)
-            self._last_keepalive = time.monotonic()
-
-    # Retries and dead letters ----------------------------------------------------------
-
-    def _retry_or_dead_letter(self, message: ReceivedMessage, reason: str) -> None:
-        settings = self.app.settings
-        if message.attempts >= settings.max_attempts:
-            self._dead_letter(message, f"gave up after {message.attempts} attempts: {reason}")
-            return
-        delay = backoff(message.attempts, settings.retry_base_seconds, settings.retry_max_seconds)
-        log.info("message %s will be retried in %.2fs: %s", message.message_id, delay, reason)
-        self.broker.retry_later(message, delay)
-        self.retried += 1
-
-    def _dead_letter(self, message: ReceivedMessage, reason: str) -> None:
-        event_id, event_type = _identify(message.body)
-        try:
-            with self.app.uow() as uow:
-                uow.dead_letters.add(
-                    DEAD_LETTER_SOURCE, message.body, reason, message.attempts, utc_now(), event_id, event_type
-                )
-                uow.commit()
-        except Exception as error:
-            # Not stored, so not acked: the broker keeps it and delivers it again.
-            settings = self.app.settings
-            delay = backoff(message.attempts, settings.retry_base_seconds, settings.retry_max_seconds)
-            log.warning(
-                "could not dead-letter message %s (%r); it will be delivered again in %.2fs",
-                message.message_id,
-                error,
-                delay,
-            )
-            self.broker.retry_later(message, delay)
-            return
-        log.warning("dead-lettered message %s: %s", message.message_id, reason)
-        self.broker.ack(message)
-        self.dead_lettered += 1
-
-
-def _identify(body: bytes) -> tuple[str | None, str | None]:
-    """Best-effort id and type of an event, for the dead-letter listing."""
-    try:
-        raw = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return None, None
-    if not isinstance(raw, dict):
-        return None, None
-    event_id, event_type = raw.get("id"), raw.get("eventType")
-    return (str(event_id) if event_id else None, str(event_type) if event_type else None)
 
 
 @dataclass
@@ -423,7 +165,7 @@ class Worker:
 
     def _listen(self) -> None:
         broker = self.app.broker()
-        listener = Listener(self.app, broker, stop=self.stop)
+        listener = self.app.listener(broker, stop=self.stop)
         poll = self.app.settings.worker_poll_seconds
 
         busy = False
@@ -517,7 +259,6 @@ class DrainedCounter:
 def run_sync_process(settings: Settings, relay: bool, sync: bool, bursts: Any, parent: int) -> None:
     """The child process's entry point: its own application, then `serve_sync` until stopped."""
     from accounts.bootstrap import bootstrap
-    from accounts.entrypoints.cli import configure_logging
 
     configure_logging(settings)
     application = bootstrap(settings)

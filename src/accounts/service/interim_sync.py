@@ -121,7 +121,7 @@ class InterimSync:
         with self.uow_factory(read_only=True) as uow:
             if uow.deliveries.has_pending(sink.name):
                 return True
-        return _missing(sink)
+        return sink.missing()
 
     def _deliver(self, sink: InterimSink, *, force: bool = False) -> int:
         """Deliver what the sink is owed; the caller holds its lock. A failure keeps it all pending."""
@@ -148,7 +148,7 @@ class InterimSync:
         failure: Exception | None = None
         with self.uow_factory(read_only=True) as uow:
             pending = uow.deliveries.pending(sink.name, REWRITE_BATCH)
-            if not pending and not force and not _missing(sink):
+            if not pending and not force and not sink.missing():
                 return 0
             # Pending first, rows second (in the same read transaction, which the sink reads
             # the rows from): the rows are at least as new as what is cleared.
@@ -305,12 +305,6 @@ class _Reading:
         except Exception:
             self.failed = True
             raise
-
-
-def _missing(sink: InterimSink) -> bool:
-    """A sink that can tell it has lost everything (the workbook deleted) is rewritten."""
-    missing = getattr(sink, "missing", None)
-    return bool(missing()) if callable(missing) else False
 
 
 # Reconciling ---------------------------------------------------------------------------

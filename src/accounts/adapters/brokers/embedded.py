@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
@@ -25,7 +26,8 @@ from sqlalchemy import exc
 
 from accounts.adapters.database.engine import WRITE
 from accounts.adapters.database.tables import embedded_messages as messages
-from accounts.service.ports import TENURE_TOPIC, ReceivedMessage, TransientError
+from accounts.service.ports import TENURE_TOPIC, MessageBroker, ReceivedMessage, TransientError
+from accounts.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +36,12 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class EmbeddedBroker:
+class EmbeddedBroker(MessageBroker):
+    @classmethod
+    def from_settings(cls, settings: Settings, engine: sa.Engine) -> EmbeddedBroker:
+        """A queue in the service's own database (ACCOUNTS_BROKER_URL=embedded)."""
+        return cls(engine, lease_seconds=settings.embedded_lease_seconds)
+
     def __init__(self, engine: sa.Engine, *, lease_seconds: float = 30.0, topic: str = TENURE_TOPIC) -> None:
         self.engine = engine
         self.lease = timedelta(seconds=lease_seconds)
@@ -55,7 +62,7 @@ class EmbeddedBroker:
     def publish(self, topic: str, body: bytes, *, group_id: str, message_id: str) -> None:
         self.publish_many(topic, [(body, group_id, message_id)])
 
-    def publish_many(self, topic: str, items: list[tuple[bytes, str, str]]) -> None:
+    def publish_many(self, topic: str, items: Sequence[tuple[bytes, str, str]]) -> None:
         """Queue many messages in one transaction (the CLI and the benchmarks publish in bulk)."""
         now = _now()
         items = [item for item in items if topic == self.topic]  # no queue on any other topic
@@ -170,7 +177,7 @@ class EmbeddedBroker:
     def ack(self, message: ReceivedMessage) -> None:
         self.ack_many([message])
 
-    def ack_many(self, received: list[ReceivedMessage]) -> None:
+    def ack_many(self, received: Sequence[ReceivedMessage]) -> None:
         if not received:
             return
         try:

@@ -31,8 +31,10 @@ from typing import Any, TypeVar
 
 import pika
 import pika.exceptions
+import sqlalchemy as sa
 
-from accounts.service.ports import ACCOUNTS_TOPIC, TENURE_TOPIC, ReceivedMessage, TransientError
+from accounts.service.ports import ACCOUNTS_TOPIC, TENURE_TOPIC, MessageBroker, ReceivedMessage, TransientError
+from accounts.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +102,7 @@ def attempts_of(properties: Any, redelivered: bool) -> int:
     return earlier + crashed + 1
 
 
-class RabbitMqBroker:
+class RabbitMqBroker(MessageBroker):
     """`MessageBroker` over RabbitMQ (pika BlockingConnection). One thread at a time per instance.
 
     Topology, declared idempotently on every (re)connect:
@@ -114,6 +116,21 @@ class RabbitMqBroker:
     Ordering per `group_id` holds with a single consumer on the queue (RabbitMQ has no message
     groups); a retried message rejoins the queue behind later messages of its group.
     """
+
+    # A BlockingConnection answers heartbeats only when its thread calls into it: while a slow
+    # message is handled, the listener lets it every second, well inside any heartbeat timeout.
+    keepalive_interval = 1.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings, engine: sa.Engine) -> RabbitMqBroker:
+        """ACCOUNTS_BROKER_URL=amqp://...; the prefetch is the listener's batch."""
+        return cls(
+            settings.broker_url,
+            tenure_exchange=settings.tenure_exchange,
+            tenure_queue=settings.tenure_queue,
+            accounts_exchange=settings.accounts_exchange,
+            prefetch=settings.worker_batch_size,
+        )
 
     def __init__(
         self,

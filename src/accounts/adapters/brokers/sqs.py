@@ -28,12 +28,15 @@ import re
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
+from urllib.parse import urlparse
 
 import boto3
 import botocore.config
 import botocore.exceptions
+import sqlalchemy as sa
 
-from accounts.service.ports import ACCOUNTS_TOPIC, TENURE_TOPIC, ReceivedMessage, TransientError
+from accounts.service.ports import ACCOUNTS_TOPIC, TENURE_TOPIC, MessageBroker, ReceivedMessage, TransientError
+from accounts.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +89,7 @@ def sqs_id(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
 
 
-class SqsBroker:
+class SqsBroker(MessageBroker):
     """`MessageBroker` over an SQS FIFO queue, optionally fed by an SNS FIFO topic.
 
     * `queue_name`: the tenure queue (`.fifo` appended if missing), dead-lettering to
@@ -97,6 +100,19 @@ class SqsBroker:
     * `visibility_timeout`: how long a received message stays hidden before SQS redelivers it
       (sent with every ReceiveMessage, so it holds whatever the queue's own setting is).
     """
+
+    @classmethod
+    def from_settings(cls, settings: Settings, engine: sa.Engine) -> SqsBroker:
+        """ACCOUNTS_BROKER_URL=sqs://QUEUE (the tenure queue's name when QUEUE is left out)."""
+        return cls(
+            queue_name=urlparse(settings.broker_url).netloc or settings.tenure_queue,
+            region=settings.aws_region,
+            endpoint_url=settings.sqs_endpoint_url,
+            topic_name=settings.sqs_topic_name,
+            accounts_topic_name=settings.sqs_accounts_topic_name,
+            visibility_timeout=settings.sqs_visibility_timeout,
+            max_receive_count=settings.sqs_max_receive_count,
+        )
 
     def __init__(
         self,

@@ -19,7 +19,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from accounts.domain.interim import InterimRow
-from accounts.service.ports import TransientError
+from accounts.service.ports import InterimSink, TransientError
+from accounts.settings import ConfigurationError, Settings
 
 # The interim solution's schema, not the accounts service's: its own metadata, so the
 # service's migrations never see it.
@@ -73,11 +74,22 @@ tenancy_agreement_staging = sa.Table(
 )
 
 
-class InterimDatabaseSink:
+class InterimDatabaseSink(InterimSink):
     """Upserts the changed rows into the interim database, `batch_size` rows a transaction."""
 
     name = "database"
     rewrites_everything = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> InterimDatabaseSink:
+        if not settings.interim_database_url:
+            raise ConfigurationError("ACCOUNTS_INTERIM_SINKS includes database: set ACCOUNTS_INTERIM_DATABASE_URL")
+        return cls(settings.interim_database_url, batch_size=settings.interim_batch_size)
+
+    @classmethod
+    def has_copy(cls, settings: Settings) -> bool:
+        """The interim database's URL is set, so it can be checked."""
+        return bool(settings.interim_database_url)
 
     def __init__(self, url: str, *, batch_size: int = 1000) -> None:
         if batch_size < 1:
@@ -136,8 +148,8 @@ class InterimDatabaseSink:
                 result = connection.execute(query.order_by(tenancy_agreement.c.payment_ref))
                 return [InterimRow(**row._asdict()) for row in result]
 
-    def dispose(self) -> None:
-        """Close the pooled connections."""
+    def close(self) -> None:
+        """Close the pooled connections (a later use opens new ones)."""
         self._engine.dispose()
 
     def _merge_batch(self, rows: list[InterimRow]) -> None:

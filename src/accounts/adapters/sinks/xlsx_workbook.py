@@ -25,6 +25,8 @@ import xlsxwriter
 from openpyxl.utils.exceptions import InvalidFileException
 
 from accounts.domain.interim import DATE_FORMAT, HEADERS, SHEET_TABS, UNMAPPED_TAB, InterimRow
+from accounts.service.ports import InterimSink
+from accounts.settings import Settings
 
 # Characters wide, per header; wide enough for typical values without being unwieldy.
 _COLUMN_WIDTHS = (12, 8, 11, 11, 12, 30, 50, 10, 13, 7, 20, 20, 13)
@@ -48,11 +50,20 @@ _SUSPECT = re.compile(r"[&<>\x00-\x08\x0b-\x1f\ufffe\uffff\ud800-\udfff]|_x[0-9A
 _Cells = tuple[Any, ...]
 
 
-class XlsxWorkbookSink:
+class XlsxWorkbookSink(InterimSink):
     """Rewrites the whole workbook from every row on each delivery."""
 
     name = "spreadsheet"
     rewrites_everything = True
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> XlsxWorkbookSink:
+        return cls(settings.spreadsheet_path)
+
+    @classmethod
+    def has_copy(cls, settings: Settings) -> bool:
+        """A workbook is there (written when the sink was on), so it can be checked."""
+        return settings.spreadsheet_path.exists()
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)

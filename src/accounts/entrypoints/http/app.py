@@ -36,12 +36,7 @@ class Publisher:
         with self.lock:
             if self.broker is None:
                 self.broker = self.make_broker()
-            bulk = getattr(self.broker, "publish_many", None)
-            if bulk is not None:
-                bulk(topic, items)
-                return
-            for body, group_id, message_id in items:
-                self.broker.publish(topic, body, group_id=group_id, message_id=message_id)
+            self.broker.publish_many(topic, items)
 
     def close(self) -> None:
         with self.lock:

@@ -1,28 +1,19 @@
-"""Correlation ids: the client's x-correlation-id when it is a UUID, else a new one; and on every log record.
+"""Correlation ids: the client's x-correlation-id when it is a UUID, else a new one.
 
-Light on purpose: the worker's relay-and-sinks process puts the filter on its logs without
-importing the HTTP app (FastAPI and the routes: about half a second and 17 MB).
+The context variable that puts it on every log record lives with the logging set-up
+(`accounts.runtime`); it is named here too for the HTTP layer.
 """
 
 from __future__ import annotations
 
-import contextvars
-import logging
 import random
 import uuid
 
+from accounts.runtime import correlation_id_var as correlation_id_var  # the HTTP layer sets it per request
+
 HEADER = b"x-correlation-id"
-correlation_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("correlation_id", default="-")
 _VERSION_4 = (0x4000 << 64) | (0x8000 << 48)  # the version and variant bits of a random UUID
 _NOT_VERSION = ~((0xF000 << 64) | (0xC000 << 48))
-
-
-class CorrelationFilter(logging.Filter):
-    """Puts the request's correlation id on every log record."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.correlation_id = correlation_id_var.get()
-        return True
 
 
 def _supplied(supplied: bytes | None) -> uuid.UUID | None:
