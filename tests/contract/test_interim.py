@@ -201,7 +201,7 @@ def test_every_row_can_be_queued_again_for_a_sink(uow: UowFactory) -> None:
         unit.interim.mark_pending(["sink"], stray, 7)  # a row since removed
         unit.commit()
     with uow() as unit:
-        unit.deliveries.queue_everything("sink")
+        assert unit.deliveries.queue_everything("sink") == 2
         unit.commit()
     assert _pending(uow, "sink") == sorted((a.payment_reference, 1) for a in accounts)
 

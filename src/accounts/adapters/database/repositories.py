@@ -665,9 +665,12 @@ class SqlInterimDeliveries:
     def queue_everything(self, sink: str) -> int:
         self.memory.execute(t.interim_pending.delete().where(_pending.sink == sink))
         result = self.memory.execute(
-            t.interim_pending.insert().from_select(
+            t.interim_pending.insert()
+            .from_select(
                 ["sink", "payment_ref", "version"], sa.select(sa.literal(sink), _rows.payment_ref, _rows.version)
             )
+            # An INSERT's row count is kept only when asked for (PostgreSQL's driver answered -1 without it).
+            .execution_options(preserve_rowcount=True)
         )
         return int(result.rowcount or 0)
 
