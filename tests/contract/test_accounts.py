@@ -18,6 +18,7 @@ from accounts.domain.account import (
     TenureTypeRef,
 )
 from accounts.domain.polarity import Polarity
+from accounts.domain.tenure import TenureRecord
 from accounts.service.accounts import active_master
 from accounts.service.unit_of_work import ConcurrencyConflict
 from tests.contract.conftest import Store, UowFactory, writers_take_turns
@@ -233,3 +234,28 @@ def test_the_target_types_and_their_polarity_are_seeded(uow: UowFactory) -> None
     assert {"Tenure", "Licensing", "HousingBenefit"} <= set(names)
     assert names == sorted(names)
     assert unknown is None
+
+
+def test_a_tenure_master_account_gives_its_interim_source_with_the_tenure_copy(uow: UowFactory) -> None:
+    tenure_id = uuid.uuid4()
+    master = an_account(
+        target_id=tenure_id,
+        rent_group_type=RentGroupType.TENANT,
+        start_date=datetime(2021, 4, 1, tzinfo=UTC),
+        tenure=AccountTenure(tenure_id, TenureTypeRef("SEC", "Secure"), "1 Mare Street, E8 3RH"),
+    )
+    store(uow, master)
+    store(uow, an_account(target_id=tenure_id, account_type=AccountType.SUNDRY))  # not a Master
+    store(uow, an_account(target_type="Licensing"))  # not a tenure
+    copy = TenureRecord(tenure_id, {"paymentReference": "", "tenuredAsset": {"propertyReference": "00012345"}})
+    with uow() as unit:
+        unit.tenures.save(copy, CREATED)
+        unit.commit()
+
+    with uow(read_only=True) as unit:
+        [source] = list(unit.accounts.interim_sources())
+    assert source.account_id == master.id and source.payment_reference == master.payment_reference
+    assert source.rent_group_type == "Tenant"
+    assert source.start_date == datetime(2021, 4, 1, tzinfo=UTC) and source.end_date is None
+    assert source.account_tenure is not None and source.account_tenure["fullAddress"] == "1 Mare Street, E8 3RH"
+    assert source.tenure_data == copy.data

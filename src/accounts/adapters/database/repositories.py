@@ -301,8 +301,10 @@ class SqlAccountRepository:
             .select_from(a.outerjoin(copies, copies.c.tenure_id == a.c.target_id))
             .where(a.c.target_type == "Tenure", a.c.account_type == AccountType.MASTER.value)
         )
-        for row in self.memory.execute(query):
-            yield InterimSource._make(row)
+        rows: Iterable[Any] = self.memory.execute(query)
+        for account_id, reference, rent_group, start, end, tenure, data in rows:
+            # SQLite hands timestamps back naive: made UTC, as every other read of them is.
+            yield InterimSource(account_id, reference, rent_group, aware(start), aware(end), tenure, data)
 
 
 class SqlTargetTypeRepository:
