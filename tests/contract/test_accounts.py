@@ -259,3 +259,21 @@ def test_a_tenure_master_account_gives_its_interim_source_with_the_tenure_copy(u
     assert source.start_date == datetime(2021, 4, 1, tzinfo=UTC) and source.end_date is None
     assert source.account_tenure is not None and source.account_tenure["fullAddress"] == "1 Mare Street, E8 3RH"
     assert source.tenure_data == copy.data
+
+
+@pytest.mark.parametrize("descending", [False, True])
+def test_arrears_sorted_by_a_field_some_accounts_lack_list_those_last_going_up_and_first_going_down(
+    uow: UowFactory, descending: bool
+) -> None:
+    ended = [
+        an_account(account_type=AccountType.SUNDRY, end_date=datetime(2030, month, 1, tzinfo=UTC)) for month in (3, 1)
+    ]
+    open_ended = an_account(account_type=AccountType.SUNDRY)
+    for account in [*ended, open_ended]:
+        store(uow, account, Decimal("1.00"))
+    with uow(read_only=True) as unit:
+        listed = [a.id for a in unit.accounts.arrears(None, "end_date", descending, 10)]
+        no_group = [a.id for a in unit.accounts.arrears(None, "rent_group_type", descending, 10)]
+    by_end = [ended[1].id, ended[0].id, open_ended.id]
+    assert listed == (by_end[::-1] if descending else by_end)
+    assert no_group == sorted(by_end)  # every account lacks a rent group: ties by id, either way

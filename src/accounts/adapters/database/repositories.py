@@ -290,6 +290,9 @@ class SqlAccountRepository:
         if account_type is not None:
             query = query.where(t.accounts.c.account_type == account_type.value)
         order = column.desc() if descending else column.asc()
+        if column.nullable:
+            # Accounts without the value sort as PostgreSQL sorts them (SQLite put them first going up).
+            order = order.nulls_first() if descending else order.nulls_last()
         query = query.order_by(order, t.accounts.c.id).limit(limit)
         return [account_from_row(row) for row in self.memory.execute(query)]
 
