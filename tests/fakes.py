@@ -143,7 +143,6 @@ class FakeDatabase:
         self.lock = threading.Lock()
         # Held from a unit of work's first serial until it ends, as the counter row's lock is.
         self.serial_lock = threading.Lock()
-        self.commits = 0
         self._before_commit: list[Callable[[], None]] = []
 
     def uow(self, read_only: bool = False) -> FakeUnitOfWork:
@@ -169,7 +168,6 @@ class FakeDatabase:
                 change.write(staged)
             staged.check_unique()
             self.state = staged
-            self.commits += 1
 
 
 # The unit of work ---------------------------------------------------------------------
@@ -229,12 +227,14 @@ class FakeUnitOfWork:
 
     @contextlib.contextmanager
     def savepoint(self) -> Iterator[None]:
-        view, kept = self.view.copy(), len(self.changes)
+        view, kept, held = self.view.copy(), len(self.changes), self.holds_serials
         try:
             yield
         except BaseException:
             self.view = view
             del self.changes[kept:]
+            if self.holds_serials and not held:  # the counter was read inside: as it is (still held) now
+                view.next_serial = self.database.state.next_serial
             raise
 
     def read_ahead(self, event_ids: Sequence[UUID], tenure_ids: Sequence[UUID]) -> None:

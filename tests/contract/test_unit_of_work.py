@@ -13,7 +13,7 @@ from accounts.domain.payment_reference import from_serial, has_valid_check_digit
 from accounts.domain.tenure import TenureRecord
 from accounts.service.ports import ACCOUNTS_TOPIC
 from accounts.service.unit_of_work import UnitOfWork
-from tests.contract.conftest import UowFactory
+from tests.contract.conftest import Store, UowFactory, writers_take_turns
 from tests.contract.values import CREATED, OFFICER, a_row, an_account, an_event, read, store
 
 
@@ -154,6 +154,22 @@ def test_a_serial_taken_by_a_rolled_back_transaction_is_given_again(uow: UowFact
     with uow() as unit:
         assert unit.payment_references.next_serial() == abandoned
         unit.commit()
+
+
+def test_a_serial_first_taken_in_a_savepoint_undone_is_given_again(uow: UowFactory, backend: Store) -> None:
+    writers_take_turns(backend)
+    with uow() as unit:
+        with uow() as other:  # serials handed out after this unit of work began
+            before = other.payment_references.next_serial()
+            other.commit()
+        with pytest.raises(Boom), unit.savepoint():
+            taken = unit.payment_references.next_serial()
+            raise Boom
+        assert taken == before + 1
+        assert unit.payment_references.next_serial() == taken
+        unit.commit()
+    with uow() as unit:
+        assert unit.payment_references.next_serial() == taken + 1
 
 
 def _what_a_batch_reads(unit: UnitOfWork, event_ids: list[uuid.UUID], tenure_ids: list[uuid.UUID]) -> object:
