@@ -136,7 +136,7 @@ def _next_pending_version(pending: int | None, version: int) -> int:
 
 
 class FakeDatabase:
-    """The committed state, shared by the units of work it makes (`factory`, as `uow_factory`)."""
+    """The committed state, shared by the units of work it makes (`uow`: the service's `uow_factory`)."""
 
     def __init__(self, target_types: Iterable[TargetType] = DEFAULT_TARGET_TYPES) -> None:
         self.state = State({target_type.name: target_type for target_type in target_types})
@@ -147,8 +147,6 @@ class FakeDatabase:
 
     def uow(self, read_only: bool = False) -> FakeUnitOfWork:
         return FakeUnitOfWork(self, read_only=read_only)
-
-    factory = uow
 
     def before_next_commit(self, action: Callable[[], None]) -> None:
         """Run `action` (another unit of work, say) just before the next commit: a race lost at commit."""
@@ -188,8 +186,7 @@ class FakeUnitOfWork:
 
     def __init__(self, database: FakeDatabase, *, read_only: bool = False) -> None:
         self.database = database
-        self.read_only = read_only
-        self.committed = False
+        self.read_only = read_only  # as the database's: a matter of locking only, nothing to do here
 
     def __enter__(self) -> FakeUnitOfWork:
         self.view = self.database.snapshot()
@@ -223,7 +220,6 @@ class FakeUnitOfWork:
         self.database.apply(self.changes)
         self.changes = []
         self.view = self.database.snapshot()
-        self.committed = True
 
     @contextlib.contextmanager
     def savepoint(self) -> Iterator[None]:

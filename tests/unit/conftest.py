@@ -34,7 +34,7 @@ def fakes(monkeypatch: pytest.MonkeyPatch) -> Iterator[OnFakes]:
     database, broker, sink = FakeDatabase(), FakeBroker(), FakeSink("fake")
     app = bootstrap(
         make_settings(NO_DATABASE, Path("/nonexistent")),
-        uow_factory=database.factory,
+        uow_factory=database.uow,
         broker_factory=lambda: broker,
         sinks=[sink],
         reads=FakeAccountReads(database),
