@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 
 import sqlalchemy as sa
 
@@ -22,6 +23,7 @@ from accounts.service.listener import FinanceListener, Flag, RetryPolicy
 from accounts.service.outbox_relay import OutboxRelay
 from accounts.service.ports import AccountReads, InterimSink, MessageBroker, TenureSource
 from accounts.service.tenure_events import TenureEventHandler
+from accounts.service.unit_of_work import UnitOfWork
 from accounts.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -89,20 +91,39 @@ def build_tenure_source(settings: Settings) -> TenureSource | None:
 @dataclass
 class Application:
     settings: Settings
-    engine: sa.Engine
     accounts: AccountService
     tenure_events: TenureEventHandler
     interim: InterimSync
     reads: AccountReads
     sinks: list[InterimSink] = field(default_factory=list)
+    # The unit of work and the broker handed to `bootstrap` (fakes, in the service's unit tests);
+    # None: the database's (on `engine`) and the one ACCOUNTS_BROKER_URL names.
+    uow_factory: Callable[..., UnitOfWork] | None = None
+    broker_factory: Callable[[], MessageBroker] | None = None
+    _engine: sa.Engine | None = field(default=None, repr=False)
     # Sinks built for reconciling only; closed with the application.
     _checked: list[InterimSink] = field(default_factory=list, init=False, repr=False)
 
-    def uow(self, read_only: bool = False) -> SqlAlchemyUnitOfWork:
+    @property
+    def engine(self) -> sa.Engine:
+        """The database's engine; made on first use by an application handed a unit of work."""
+        if self._engine is None:
+            self._engine = create_engine(self.settings.database_url)
+        return self._engine
+
+    @engine.setter
+    def engine(self, engine: sa.Engine) -> None:
+        self._engine = engine
+
+    def uow(self, read_only: bool = False) -> UnitOfWork:
+        if self.uow_factory is not None:
+            return self.uow_factory(read_only=read_only)
         return SqlAlchemyUnitOfWork(self.engine, read_only=read_only)
 
     def broker(self) -> MessageBroker:
         """A new broker connection: each thread that talks to the broker gets its own."""
+        if self.broker_factory is not None:
+            return self.broker_factory()
         return build_broker(self.settings, self.engine)
 
     def outbox_relay(self, broker: MessageBroker) -> OutboxRelay:
@@ -145,35 +166,64 @@ class Application:
         for sink in [*self.sinks, *self._checked]:
             sink.close()
         self.reads.close()
-        self.engine.dispose()
+        if self._engine is not None:
+            self._engine.dispose()
 
 
-def bootstrap(settings: Settings | None = None, *, run_migrations: bool = False) -> Application:
+def bootstrap(
+    settings: Settings | None = None,
+    *,
+    run_migrations: bool = False,
+    uow_factory: Callable[..., UnitOfWork] | None = None,
+    broker_factory: Callable[[], MessageBroker] | None = None,
+    sinks: Sequence[InterimSink] | None = None,
+    reads: AccountReads | None = None,
+) -> Application:
+    """The service wired from settings; a unit of work, a broker, sinks or reads given replace the configured ones.
+
+    Given a unit of work (and reads), no database is touched: the service's handlers run on
+    whatever it is, as the unit tests run them on in-memory fakes.
+    """
     settings = settings or get_settings()
-    sinks = build_sinks(settings)  # first: a configuration error is told before anything is touched
+    # First: a configuration error is told before anything is touched.
+    sinks = build_sinks(settings) if sinks is None else list(sinks)
     sink_names = [sink.name for sink in sinks]
-    if run_migrations:
-        migrate(settings.database_url)
-    engine = create_engine(settings.database_url)
-
-    def uow(read_only: bool = False) -> SqlAlchemyUnitOfWork:
-        return SqlAlchemyUnitOfWork(engine, read_only=read_only)
+    engine: sa.Engine | None = None
+    locks: DeliveryLocks | None = None
+    given_uow = uow_factory
+    if uow_factory is None:
+        if run_migrations:
+            migrate(settings.database_url)
+        engine = create_engine(settings.database_url)
+        locks = DeliveryLocks(engine)
+        uow_factory = partial(SqlAlchemyUnitOfWork, engine)
 
     rent_groups = (
         RentGroupMap.from_file(settings.rent_group_map_path) if settings.rent_group_map_path else RentGroupMap.default()
     )
-    accounts = AccountService(uow, interim_sinks=sink_names)
+    accounts = AccountService(uow_factory, interim_sinks=sink_names)
     tenure_events = TenureEventHandler(
-        uow, rent_groups, interim_sinks=sink_names, tenure_source=build_tenure_source(settings)
+        uow_factory, rent_groups, interim_sinks=sink_names, tenure_source=build_tenure_source(settings)
     )
     interim = InterimSync(
-        uow,
+        uow_factory,
         sinks,
         batch_size=settings.interim_batch_size,
-        locks=DeliveryLocks(engine),
+        locks=locks,
         retry_base_seconds=settings.retry_base_seconds,
         retry_max_seconds=min(settings.retry_max_seconds, 30.0),
     )
+    if reads is None:
+        engine = engine or create_engine(settings.database_url)
+        reads = build_reads(engine, settings.read_cache_mb)
     return Application(
-        settings, engine, accounts, tenure_events, interim, build_reads(engine, settings.read_cache_mb), sinks
+        settings,
+        accounts,
+        tenure_events,
+        interim,
+        reads,
+        sinks,
+        given_uow,
+        broker_factory=broker_factory,
+        _engine=engine,
     )

@@ -291,6 +291,9 @@ class SqlAccountRepository:
         if account_type is not None:
             query = query.where(t.accounts.c.account_type == account_type.value)
         order = column.desc() if descending else column.asc()
+        if column.nullable:
+            # Accounts without the value sort as PostgreSQL sorts them (SQLite put them first going up).
+            order = order.nulls_first() if descending else order.nulls_last()
         query = query.order_by(order, t.accounts.c.id).limit(limit)
         return [account_from_row(row) for row in self.memory.execute(query)]
 
@@ -302,8 +305,10 @@ class SqlAccountRepository:
             .select_from(a.outerjoin(copies, copies.c.tenure_id == a.c.target_id))
             .where(a.c.target_type == "Tenure", a.c.account_type == AccountType.MASTER.value)
         )
-        for row in self.memory.execute(query):
-            yield InterimSource._make(row)
+        rows: Iterable[Any] = self.memory.execute(query)
+        for account_id, reference, rent_group, start, end, tenure, data in rows:
+            # SQLite hands timestamps back naive: made UTC, as every other read of them is.
+            yield InterimSource(account_id, reference, rent_group, aware(start), aware(end), tenure, data)
 
 
 class SqlTargetTypeRepository:
@@ -666,9 +671,12 @@ class SqlInterimDeliveries:
     def queue_everything(self, sink: str) -> int:
         self.memory.execute(t.interim_pending.delete().where(_pending.sink == sink))
         result = self.memory.execute(
-            t.interim_pending.insert().from_select(
+            t.interim_pending.insert()
+            .from_select(
                 ["sink", "payment_ref", "version"], sa.select(sa.literal(sink), _rows.payment_ref, _rows.version)
             )
+            # An INSERT's row count is kept only when asked for (PostgreSQL's driver answered -1 without it).
+            .execution_options(preserve_rowcount=True)
         )
         return int(result.rowcount or 0)
 
