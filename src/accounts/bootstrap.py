@@ -70,13 +70,17 @@ def build_sink(name: str, settings: Settings) -> InterimSink:
     raise ValueError(f"unknown interim sink {name!r}: use spreadsheet or database")
 
 
-def build_reads(engine: sa.Engine, cache_mb: int = 0) -> AccountReads:
-    """The API's read side: straight from the driver for an embedded SQLite file, else through SQLAlchemy."""
-    from accounts.adapters.database.account_reads import SqlAccountReads, SqliteAccountReads
+def build_reads(engine: sa.Engine, settings: Settings | None = None) -> AccountReads:
+    """The API's read side, asynchronous, straight from the driver: psycopg's async pool for PostgreSQL,
+    the sqlite3 module for an embedded SQLite file."""
+    from accounts.adapters.database.account_reads import PostgresAccountReads, SqliteAccountReads
 
+    settings = settings or get_settings()
+    if engine.dialect.name == "postgresql":
+        return PostgresAccountReads(engine.url, settings.read_pool_size)
     if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-        return SqliteAccountReads(engine, cache_mb)
-    return SqlAccountReads(engine)
+        return SqliteAccountReads(engine, settings.read_cache_mb)
+    raise ValueError(f"the API reads from PostgreSQL or a SQLite file, not {engine.url.render_as_string()}")
 
 
 def build_tenure_source(settings: Settings) -> TenureSource | None:
@@ -149,6 +153,4 @@ def bootstrap(settings: Settings | None = None, *, run_migrations: bool = False)
         retry_base_seconds=settings.retry_base_seconds,
         retry_max_seconds=min(settings.retry_max_seconds, 30.0),
     )
-    return Application(
-        settings, engine, accounts, tenure_events, interim, build_reads(engine, settings.read_cache_mb), sinks
-    )
+    return Application(settings, engine, accounts, tenure_events, interim, build_reads(engine, settings), sinks)
