@@ -74,12 +74,13 @@ class _Coalesced(Generic[T]):
         self,
         loop: asyncio.AbstractEventLoop,
         answer: Callable[[list[UUID]], Awaitable[dict[UUID, T]]],
-        missing: T,
+        missing: Callable[[], T],
     ) -> None:
         self.loop = loop
         self.answer = answer
-        self.missing = missing
+        self.missing = missing  # the answer for a key not found
         self.waiting: dict[UUID, list[asyncio.Future[T]]] = {}
+        self.answering: set[asyncio.Task[None]] = set()  # held: the loop keeps only weak references to tasks
 
     def get(self, key: UUID) -> asyncio.Future[T]:
         future: asyncio.Future[T] = self.loop.create_future()
@@ -90,7 +91,9 @@ class _Coalesced(Generic[T]):
 
     def _flush(self) -> None:
         batch, self.waiting = self.waiting, {}
-        self.loop.create_task(self._answer(batch))
+        task = self.loop.create_task(self._answer(batch))
+        self.answering.add(task)
+        task.add_done_callback(self.answering.discard)
 
     async def _answer(self, batch: dict[UUID, list[asyncio.Future[T]]]) -> None:
         try:
@@ -102,7 +105,7 @@ class _Coalesced(Generic[T]):
                         future.set_exception(error)
             return
         for key, futures in batch.items():
-            value = found.get(key, self.missing)
+            value = found[key] if key in found else self.missing()
             for future in futures:
                 if not future.done():  # not cancelled (the client went away)
                     future.set_result(value)
@@ -188,10 +191,13 @@ class PostgresAccountReads:
         """One read; on the pool's loop, answered with the others of its kind asked for in the same turn."""
         loop = asyncio.get_running_loop()
         if self.pool is None or self.loop is not loop:
-            return (await self._answer(kind, [key])).get(key, _missing(kind))
+            found = await self._answer(kind, [key])
+            return found[key] if key in found else _missing(kind)
         coalesced = self.coalesced.get(kind)
         if coalesced is None:
-            coalesced = self.coalesced[kind] = _Coalesced(loop, lambda keys: self._answer(kind, keys), _missing(kind))
+            coalesced = self.coalesced[kind] = _Coalesced(
+                loop, lambda keys: self._answer(kind, keys), lambda: _missing(kind)
+            )
         return await coalesced.get(key)
 
     async def _answer(self, kind: str, keys: list[UUID]) -> dict[UUID, Any]:
