@@ -604,18 +604,22 @@ class FakeDeadLetters:
 class FakeAccountReads:
     """Accounts as the API answers them, read from what the fake database committed."""
 
-    inline = True
-
     def __init__(self, database: FakeDatabase) -> None:
         self.database = database
 
-    def account(self, account_id: UUID) -> StoredAccount | None:
+    async def open(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+    async def account(self, account_id: UUID) -> StoredAccount | None:
         entry = self.database.snapshot().accounts.get(account_id)
         if entry is None:
             return None
         return StoredAccount(account_id, account_json(entry[0]), entry[0].version)
 
-    def by_target(self, target_id: UUID, account_type: str | None) -> list[bytes]:
+    async def by_target(self, target_id: UUID, account_type: str | None) -> list[bytes]:
         with self.database.uow(read_only=True) as uow:
             found = uow.accounts.by_target(target_id, AccountType(account_type) if account_type else None)
         return [account_json(account) for account in found]

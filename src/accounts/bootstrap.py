@@ -71,13 +71,17 @@ def open_sink(name: str, settings: Settings) -> Iterator[InterimSink]:
         sink.close()
 
 
-def build_reads(engine: sa.Engine, cache_mb: int = 0) -> AccountReads:
-    """The API's read side: straight from the driver for an embedded SQLite file, else through SQLAlchemy."""
-    from accounts.adapters.database.account_reads import SqlAccountReads, SqliteAccountReads
+def build_reads(engine: sa.Engine, settings: Settings | None = None) -> AccountReads:
+    """The API's read side, asynchronous, straight from the driver: psycopg's async pool for PostgreSQL,
+    the sqlite3 module for an embedded SQLite file."""
+    from accounts.adapters.database.account_reads import PostgresAccountReads, SqliteAccountReads
 
+    settings = settings or get_settings()
+    if engine.dialect.name == "postgresql":
+        return PostgresAccountReads(engine.url, settings.read_pool_size)
     if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-        return SqliteAccountReads(engine, cache_mb)
-    return SqlAccountReads(engine)
+        return SqliteAccountReads(engine, settings.read_cache_mb)
+    raise ValueError(f"the API reads from PostgreSQL or a SQLite file, not {engine.url.render_as_string()}")
 
 
 def build_tenure_source(settings: Settings) -> TenureSource | None:
@@ -215,7 +219,7 @@ def bootstrap(
     )
     if reads is None:
         engine = engine or create_engine(settings.database_url)
-        reads = build_reads(engine, settings.read_cache_mb)
+        reads = build_reads(engine, settings)
     return Application(
         settings,
         accounts,

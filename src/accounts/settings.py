@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     # SQLite: the page cache of the API's read connection (one, the event loop's), in MB. Reads of
     # accounts spread over the whole file: SQLite's default 2 MB made a read about 22 us, 64 MB about 13.
     read_cache_mb: int = Field(default=64, ge=0)
+    # PostgreSQL: the most connections the API's reads hold (an asynchronous pool on the event loop,
+    # grown while reads wait). A read holds one for a query's round trip, so a few serve many clients.
+    read_pool_size: int = Field(default=10, ge=1)
 
     # Auth: HS256 with the secret, or RS256 with a PEM public key / JWKS file.
     jwt_secret: str = DEV_JWT_SECRET

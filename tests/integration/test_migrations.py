@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import uuid
 from datetime import UTC, datetime
@@ -112,14 +113,14 @@ def test_accounts_stored_before_revision_0003_are_read_as_before(database_url: s
 
     application = bootstrap(make_settings(database_url, tmp_path))
     try:
-        first = application.reads.account(accounts[0].id)
+        first = asyncio.run(application.reads.account(accounts[0].id))
         assert first is not None and first.version == 3
         wire = orjson.loads(first.wire)
         assert wire["accountBalance"] == -1234.5 and b'"accountBalance":-1234.50' in first.wire
         assert wire["createdAt"] == "2025-04-07T09:30:15.123456Z"
         assert wire["tenure"]["fullAddress"] == "1 Mare Street"
         assert wire["consolidatedCharges"] == [{"type": "Rent", "frequency": "Weekly", "amount": 123.45}]
-        listed = [orjson.loads(item)["id"] for item in application.reads.by_target(tenure_id, None)]
+        listed = [orjson.loads(item)["id"] for item in asyncio.run(application.reads.by_target(tenure_id, None))]
         assert listed == [str(account.id) for account in accounts]
     finally:
         application.close()

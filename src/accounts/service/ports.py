@@ -142,15 +142,21 @@ class StoredAccount:
 
 
 class AccountReads(Protocol):
-    """The API's read side: accounts as stored wire JSON, no `Account` built (the reads are the hot path)."""
+    """The API's read side: accounts as stored wire JSON, no `Account` built (the reads are the hot path).
 
-    # True when a read answers in microseconds without waiting on a network (an embedded
-    # SQLite file): it may then run on the event loop instead of a worker thread.
-    inline: bool
+    Asynchronous: a read waiting on its database leaves the event loop to the other requests,
+    with no worker thread per read.
+    """
 
-    def account(self, account_id: UUID) -> StoredAccount | None: ...
+    async def open(self) -> None:
+        """Ready the reads on the running event loop: the server's, at its startup."""
 
-    def by_target(self, target_id: UUID, account_type: str | None) -> list[bytes]:
+    async def aclose(self) -> None:
+        """Release what `open` took, on the same loop, at the server's shutdown."""
+
+    async def account(self, account_id: UUID) -> StoredAccount | None: ...
+
+    async def by_target(self, target_id: UUID, account_type: str | None) -> list[bytes]:
         """The wire JSON of the target's accounts (of one type, if given), oldest first."""
 
     def close(self) -> None: ...

@@ -10,13 +10,15 @@ from uuid import UUID
 
 import orjson
 import pydantic
-from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from starlette.responses import Response
 
 from accounts.domain.account import Account, AccountType, Actor, etag, to_wire
 from accounts.domain.errors import ImmutableField, ValidationProblem
 from accounts.domain.events import MalformedEvent, parse_envelope, refuse_constant
+from accounts.entrypoints.http import reads
 from accounts.entrypoints.http.problems import ApiProblem, problem_responses, reason
+from accounts.entrypoints.http.reads import AccountId, parse_uuid
 from accounts.entrypoints.http.schemas import (
     JSON_PATCH_SCHEMA,
     AccountCreate,
@@ -27,8 +29,8 @@ from accounts.entrypoints.http.schemas import (
     Health,
     TargetTypeList,
 )
-from accounts.service.accounts import ARREARS_SORT_NAMES, AccountNotFound
-from accounts.service.ports import TENURE_TOPIC, StoredAccount
+from accounts.service.accounts import ARREARS_SORT_NAMES
+from accounts.service.ports import TENURE_TOPIC
 
 MAX_EVENTS_PER_REQUEST = 1000
 # An account is four levels deep (tenure.primaryTenants[0].fullName) and an event envelope
@@ -60,9 +62,6 @@ ENVELOPE_SCHEMA: dict[str, Any] = {
     },
 }
 
-# Checked by parse_uuid, whose problem names the parameter, rather than by FastAPI.
-AccountId = Annotated[str, Path(description="The account id", json_schema_extra={"format": "uuid"})]
-
 
 def _default(value: Any) -> Any:
     if isinstance(value, Decimal):
@@ -82,16 +81,6 @@ def account_response(account: Account, status: int = 200, headers: dict[str, str
 
 def account_list(accounts: list[Account]) -> Response:
     return json_response({"accountResponseList": [to_wire(account) for account in accounts]})
-
-
-def stored_account_response(stored: StoredAccount, headers: dict[str, str] | None = None) -> Response:
-    """An account read as stored (its wire JSON): the same bytes `account_response` gives."""
-    return Response(stored.wire, media_type="application/json", headers={"ETag": stored.etag, **(headers or {})})
-
-
-def stored_list_response(wires: list[bytes], headers: dict[str, str] | None = None) -> Response:
-    body = b'{"accountResponseList":[' + b",".join(wires) + b"]}"
-    return Response(body, media_type="application/json", headers=headers)
 
 
 async def read_json(request: Request, *, exact: bool = True) -> Any:
@@ -143,25 +132,10 @@ def invalid(error: pydantic.ValidationError) -> ApiProblem:
     return ApiProblem(400, detail, invalid_params=params)
 
 
-def parse_uuid(value: str, name: str) -> UUID:
-    try:
-        return UUID(value)
-    except ValueError:
-        raise ApiProblem(
-            400, f"{name} must be a UUID, got {value[:64]!r}", [{"name": name, "reason": "must be a UUID"}]
-        ) from None
-
-
 def any_case(*words: str) -> str:
     """A JSON Schema pattern matching any of the words in any case (ECMA regexes have no i flag)."""
     spelled = ("".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in word) for word in words)
     return f"^({'|'.join(spelled)})$"
-
-
-def authorise_read(request: Request) -> None:
-    """As a route dependency: the token is checked before the query parameters are."""
-    settings = request.app.state.application.settings
-    request.app.state.verifier.authorise(request.headers.get("authorization"), settings.read_groups, "read accounts")
 
 
 def build_router() -> APIRouter:
@@ -176,40 +150,30 @@ def build_router() -> APIRouter:
         verifier = request.app.state.verifier
         return verifier.authorise(request.headers.get("authorization"), allowed, action)  # type: ignore[no-any-return]
 
-    def reader(request: Request) -> None:
-        actor(request, "read_groups", "read accounts")
-
     def writer(request: Request) -> Actor:
         return actor(request, "write_groups", "change accounts")
 
     def correlation(request: Request) -> UUID:
-        return request.state.correlation_id  # type: ignore[no-any-return]
+        return UUID(request.state.correlation_id)
 
-    @router.get(
+    # The two hottest reads: lean routes (reads.py), declared here in their place among the others.
+    router.add_api_route(
         "/accounts",
+        reads.find_accounts,
+        methods=["GET"],
         response_model=AccountList,
         responses=problem_responses(400, 401, 403, 503),
         summary="The accounts of a target (a tenure)",
-        dependencies=[Depends(authorise_read)],
+        dependencies=[Depends(reads.target_parameters)],
+        route_class_override=reads.ReadRoute,
     )
-    def find_accounts(
-        request: Request,
-        targetId: Annotated[str, Query(description="The tenure (target) id", json_schema_extra={"format": "uuid"})],
-        accountType: Annotated[AccountType | None, Query()] = None,
-        type: Annotated[AccountType | None, Query(description="Alias of accountType")] = None,
-    ) -> Response:
-        if not targetId:
-            raise ApiProblem(400, "targetId is required", [{"name": "targetId", "reason": "is required"}])
-        target = parse_uuid(targetId, "targetId")
-        chosen = accountType or type
-        return stored_list_response(services(request).reads.by_target(target, chosen.value if chosen else None))
 
     @router.get(
         "/accounts/arrears",
         response_model=AccountList,
         responses=problem_responses(400, 401, 403, 503),
         summary="Accounts in arrears, by their target type's polarity",
-        dependencies=[Depends(authorise_read)],
+        dependencies=[Depends(reads.authorise_read)],
     )
     def arrears(
         request: Request,
@@ -256,19 +220,16 @@ def build_router() -> APIRouter:
         )
         return account_list(found)
 
-    @router.get(
+    router.add_api_route(
         "/accounts/{id}",
+        reads.get_account,
+        methods=["GET"],
         response_model=AccountResponse,
         responses=problem_responses(400, 401, 403, 404, 503),
         summary="One account, with its ETag",
+        dependencies=[Depends(reads.account_parameters)],
+        route_class_override=reads.ReadRoute,
     )
-    def get_account(request: Request, id: AccountId) -> Response:
-        reader(request)
-        account_id = parse_uuid(id, "id")
-        stored = services(request).reads.account(account_id)
-        if stored is None:
-            raise AccountNotFound(account_id)
-        return stored_account_response(stored)
 
     @router.post(
         "/accounts",
@@ -348,7 +309,7 @@ def build_router() -> APIRouter:
 
     @router.get("/target-types", response_model=TargetTypeList, responses=problem_responses(401, 403, 503))
     def target_types(request: Request) -> Response:
-        reader(request)
+        reads.authorise_read(request)
         found = services(request).accounts.target_types()
         return json_response(
             {
