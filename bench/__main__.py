@@ -514,7 +514,8 @@ def details(outcome: Outcome) -> str:
             lines.append(
                 f"- listener {run.tenures:,} tenures ({d.events:,} events, sinks {'+'.join(d.sinks)}): all published "
                 f"before the worker started, in {run.publish_seconds:.1f} s ({d.events / run.publish_seconds:,.0f}/s, the "
-                f"publisher: one confirmed publish at a time); then one `accounts worker`: every event applied "
+                f"publisher: {listener.PUBLISHERS} connections, each waiting for the broker's confirm of every "
+                "message, the service's RabbitMQ adapter); then one `accounts worker`: every event applied "
                 f"{d.seconds_listener:.1f} s after its start ({d.events / d.seconds_listener:,.0f}/s), in every sink after "
                 f"{d.seconds_end_to_end:.1f} s ({d.events / d.seconds_end_to_end:,.0f}/s); the worker and its "
                 f"relay-and-sinks process used {d.cpu_seconds:.1f} s CPU ({d.cpu_seconds / d.events * 1000:.2f} ms per "
