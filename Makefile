@@ -45,7 +45,8 @@ format: $(DEV)
 	$(BIN)/ruff check --fix src tests bench
 	$(BIN)/ruff format src tests bench
 
-## Benchmarks: ratios to ceilings measured in the same run; writes docs/benchmarks.md.
+## Benchmarks of both topologies (embedded; PostgreSQL + RabbitMQ on this machine), as ratios to
+## ceilings measured in the same run; writes docs/benchmarks.md. bench-smoke: tiny sizes, never a time.
 bench: $(DEV)
 	$(BIN)/python -m bench
 

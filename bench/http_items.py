@@ -17,7 +17,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
 from bench import servers
+from bench.cpu import CpuUse, watching
 from bench.loadgen import Load, LoadResult, histogram_percentile, run_load
 from bench.seed import Seeded, scratch_copy
 
@@ -36,6 +39,7 @@ class ReadRun:
     peak_rss: int
     ceiling: LoadResult
     ceiling_peak_rss: int
+    cpu: dict[str, CpuUse] = field(default_factory=dict)  # by load: ceiling, by_id, by_target, arrears
 
 
 @dataclass
@@ -44,6 +48,7 @@ class WriteRun:
     post: LoadResult
     patch: LoadResult
     peak_rss: int
+    cpu: dict[str, CpuUse] = field(default_factory=dict)  # post, patch
 
 
 @dataclass
@@ -57,6 +62,7 @@ class Durations:
     read_connections: int = 50
     write_connections: int = 20
     arrears_connections: int = 1
+    rounds: int = READ_ROUNDS  # of the reads and their ceiling, alternating
     notes: list[str] = field(default_factory=list)
 
 
@@ -111,33 +117,39 @@ def combined(rounds: list[LoadResult]) -> LoadResult:
     )
 
 
-def reads(seeded: Seeded, work: Path, token: str, durations: Durations, rounds: int = READ_ROUNDS) -> ReadRun:
+def reads(seeded: Seeded, work: Path, token: str, durations: Durations) -> ReadRun:
     """The reads and the ceiling in alternating rounds, both servers up; then the arrears query."""
     with servers.ceiling(work) as ceiling, servers.service(seeded.url, work, name=f"service-{seeded.size}") as server:
         _check_answers(server.port, token, seeded)
+        rounds = durations.rounds
         c, seconds = durations.read_connections, durations.reads / rounds
         by_id_paths = [f"/api/v1/accounts/{a}" for a, _ in seeded.sample]
         by_target_paths = [f"/api/v1/accounts?targetId={t}" for _, t in seeded.sample]
         measured: dict[str, list[LoadResult]] = {"ceiling": [], "by_id": [], "by_target": []}
+        cpu: dict[str, CpuUse] = {name: CpuUse() for name in (*measured, "arrears")}
         for number in range(rounds):
             warm = durations.warmup if number == 0 else min(durations.warmup, 0.5)
-            for name, port, paths in (
-                ("ceiling", ceiling.port, by_id_paths),
-                ("by_id", server.port, by_id_paths),
-                ("by_target", server.port, by_target_paths),
+            for name, process, port, paths in (
+                ("ceiling", ceiling.process.pid, ceiling.port, by_id_paths),
+                ("by_id", server.process.pid, server.port, by_id_paths),
+                ("by_target", server.process.pid, server.port, by_target_paths),
             ):
-                measured[name].append(run_load(Load("get", port, token, c, seconds, warm, paths=paths)))
-        arrears = run_load(
-            Load(
-                "get",
-                server.port,
-                token,
-                durations.arrears_connections,
-                durations.arrears,
-                durations.warmup,
-                paths=[ARREARS],
+                with watching([process], seeded.database) as use:
+                    measured[name].append(run_load(Load("get", port, token, c, seconds, warm, paths=paths)))
+                cpu[name] = cpu[name] + use
+        with watching([server.process.pid], seeded.database) as use:
+            arrears = run_load(
+                Load(
+                    "get",
+                    server.port,
+                    token,
+                    durations.arrears_connections,
+                    durations.arrears,
+                    durations.warmup,
+                    paths=[ARREARS],
+                )
             )
-        )
+        cpu["arrears"] = use
         server.memory.sample()
         return ReadRun(
             seeded.size,
@@ -147,16 +159,20 @@ def reads(seeded: Seeded, work: Path, token: str, durations: Durations, rounds: 
             server.memory.peak,
             combined(measured["ceiling"]),
             ceiling.memory.peak,
+            cpu,
         )
 
 
 def writes(seeded: Seeded, work: Path, token: str, durations: Durations) -> WriteRun:
     """POST and PATCH (If-Match) on a scratch copy of a seeded database."""
     url = scratch_copy(seeded, work, f"writes-{seeded.size}")
+    database = make_url(url).database if seeded.database else None
     with servers.service(url, work, name=f"service-writes-{seeded.size}") as server:
         c, seconds, warm = durations.write_connections, durations.writes, durations.warmup
-        post = run_load(Load("post", server.port, token, c, seconds, warm))
+        with watching([server.process.pid], database) as post_cpu:
+            post = run_load(Load("post", server.port, token, c, seconds, warm))
         accounts = [(account_id, f'"{account_id}-1"') for account_id, _ in seeded.sample]
-        patch = run_load(Load("patch", server.port, token, c, seconds, warm, accounts=accounts))
+        with watching([server.process.pid], database) as patch_cpu:
+            patch = run_load(Load("patch", server.port, token, c, seconds, warm, accounts=accounts))
         server.memory.sample()
-        return WriteRun(seeded.size, post, patch, server.memory.peak)
+        return WriteRun(seeded.size, post, patch, server.memory.peak, {"post": post_cpu, "patch": patch_cpu})

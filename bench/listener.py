@@ -35,8 +35,10 @@ from accounts.adapters.database.engine import create_engine, is_sqlite
 from accounts.bootstrap import Application, bootstrap, build_broker
 from accounts.service.ports import TENURE_TOPIC, MessageBroker
 from accounts.settings import Settings
+from bench.cpu import BENCH, SERVICE, CpuUse, CpuWatch, watching
 from bench.seed import fresh_database, seed_tenure_accounts
-from bench.servers import LOG_LEVEL, MemoryWatch, python_env
+from bench.servers import BENCH_SECRET, LOG_LEVEL, MemoryWatch, accounts_command, python_env
+from bench.topology import Topology, ensure_database
 
 PUBLISH_CHUNK = 1000
 
@@ -79,6 +81,11 @@ class DrainResult:
     write_seconds: float = 0.0  # writing the workbook alone from rows in memory
     peak_rss: int = 0
     note: str = ""
+    cpu: dict[str, Any] = field(default_factory=dict)  # a CpuUse over the drain (worker start -> end to end)
+    timed_sinks: bool = True  # False for the real `accounts worker`, whose flushes are not wrapped in timers
+
+    def cpu_use(self) -> CpuUse:
+        return CpuUse(**self.cpu) if self.cpu else CpuUse()
 
 
 @dataclass
@@ -308,6 +315,7 @@ def drain(spec: Spec) -> DrainResult:
     engine = application.engine
     deadline = time.monotonic() + spec.timeout
     worker = Worker(application, sync_process=spec.sync_process, sync_process_target=sync_target)
+    cpu_watch = CpuWatch([os.getpid()], _database_name(spec.database_url)).start()
     started, cpu = time.perf_counter(), time.process_time()
     worker.start()
     try:
@@ -316,6 +324,10 @@ def drain(spec: Spec) -> DrainResult:
         _wait(lambda: _pending(engine) == 0, deadline, "the interim sinks", 0.02)
         result.seconds_end_to_end = time.perf_counter() - started
         result.cpu_seconds = time.process_time() - cpu
+        use = cpu_watch.stop()
+        # This process is the worker: its own CPU (counted as "this process" by the watch) is the service's.
+        use.seconds[SERVICE] = use.seconds.get(SERVICE, 0.0) + use.seconds.pop(BENCH, 0.0)
+        result.cpu = asdict(use)
         result.dead_letters = _dead(engine)
         if spec.probe is not None:
             result.probe_seconds = _probes(application, spec.probe, deadline, timers.workbook)
@@ -474,6 +486,7 @@ class ListenerRun:
     publish_seconds: float
     drain: DrainResult
     ceiling: CeilingResult
+    publish_cpu: dict[str, Any] = field(default_factory=dict)  # a CpuUse over the publishing (production)
 
 
 def run(tenures: int, work: Path, database_url: str | None, broker_url: str | None) -> ListenerRun:
@@ -535,6 +548,152 @@ def run(tenures: int, work: Path, database_url: str | None, broker_url: str | No
         if rabbit:
             _delete_rabbit_topology(broker_url or "", settings)
     return ListenerRun(tenures, publish_seconds, drained, broker_ceiling)
+
+
+def _database_name(url: str) -> str | None:
+    from sqlalchemy.engine import make_url
+
+    return None if is_sqlite(url) else make_url(url).database
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    """The environment of an `accounts worker` on these settings; nothing else ACCOUNTS_* inherited."""
+    import os
+
+    env = {key: value for key, value in os.environ.items() if not key.startswith("ACCOUNTS_")}
+    values = {
+        "ENVIRONMENT": "test",
+        "JWT_SECRET": BENCH_SECRET,
+        "DATABASE_URL": settings.database_url,
+        "BROKER_URL": settings.broker_url,
+        "TENURE_EXCHANGE": settings.tenure_exchange,
+        "TENURE_QUEUE": settings.tenure_queue,
+        "ACCOUNTS_EXCHANGE": settings.accounts_exchange,
+        "INTERIM_SINKS": ",".join(settings.interim_sinks),
+        "INTERIM_DATABASE_URL": settings.interim_database_url or "",
+        "SPREADSHEET_PATH": str(settings.spreadsheet_path),
+        "LOG_LEVEL": LOG_LEVEL,
+    }
+    env.update({f"ACCOUNTS_{key}": value for key, value in values.items() if value})
+    return env
+
+
+PUBLISHERS = 4  # connections publishing at once when the queue is filled (each waits for its confirms)
+
+
+def publish_parallel(settings: Settings, envelopes: list[dict[str, Any]], publishers: int = PUBLISHERS) -> None:
+    """Publish from `publishers` connections at once, each with the service's own broker adapter.
+
+    One connection waits for the broker's confirm of each message before the next (the
+    adapter's guarantee), so one publisher is bound by round trips; several fill the queue
+    faster, and the report gives their combined rate as the publisher's ceiling.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(part: list[dict[str, Any]]) -> None:
+        broker, engine = _broker(settings)
+        try:
+            publish(broker, part)
+        finally:
+            broker.close()
+            engine.dispose()
+
+    size = -(-len(envelopes) // publishers)
+    parts = [envelopes[start : start + size] for start in range(0, len(envelopes), size)]
+    with ThreadPoolExecutor(publishers, thread_name_prefix="publisher") as pool:
+        for future in [pool.submit(one, part) for part in parts]:
+            future.result()
+
+
+def run_worker(tenures: int, work: Path, topology: Topology, poll: float = 0.5) -> ListenerRun:
+    """The production listener: every event published first, then ONE `accounts worker` started on the full
+    queue and timed from its start (the command's start-up included) to the last event in every sink.
+
+    Publishing is timed on its own: it is the publisher's rate (one confirmed publish at a time), the
+    ceiling of how fast events can arrive. Nothing in the worker is wrapped: it is the real command,
+    so its sinks' share is not split out as the embedded run's is.
+    """
+    import os
+    import signal
+
+    assert topology.server_url is not None and topology.broker_url is not None
+    name = f"production-listener-{tenures}"
+    database = "bench_listener"
+    ensure_database(topology.server_url, database)
+    url = topology.database_url(database)
+    assert url is not None
+    interim = work / f"{name}-interim.db"
+    spec = Spec(
+        name=name,
+        work=str(work),
+        database_url=url,
+        broker_url=topology.broker_url,
+        tenures=tenures,
+        queue_suffix=uuid.uuid4().hex[:10],
+        interim_database_url=f"sqlite:///{interim}" if database_sink_available() else None,
+    )
+    settings = settings_for(spec)
+    fresh_database(url)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{interim}{suffix}").unlink(missing_ok=True)
+    Path(settings.spreadsheet_path).unlink(missing_ok=True)
+    creates, updates, _ = make_events(tenures)
+    events = len(creates) + len(updates)
+    try:
+        broker, engine = _broker(settings)  # declares this run's exchange and queue, so nothing published is lost
+        broker.close()
+        engine.dispose()
+        with watching([], database) as publish_cpu:
+            started = time.perf_counter()
+            publish_parallel(settings, creates)
+            publish_parallel(settings, updates)  # every create is in the queue before its update
+            publish_seconds = time.perf_counter() - started
+        del creates, updates
+        result = DrainResult(events=events, sinks=list(settings.interim_sinks), timed_sinks=False)
+        engine = create_engine(url)
+        deadline = time.monotonic() + 3600
+        with open(work / f"{name}.log", "wb") as log:
+            started = time.perf_counter()
+            process = subprocess.Popen(
+                [*accounts_command(), "worker"],
+                env=worker_env(settings),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=work,
+            )
+        memory = MemoryWatch(process.pid).start()
+        cpu_watch = CpuWatch([process.pid], database).start()
+
+        def applied() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError(f"accounts worker exited with {process.returncode}; see {work / name}.log")
+            return _processed(engine) + _dead(engine) >= events
+
+        try:
+            _wait(applied, deadline, "the worker", poll)
+            result.seconds_listener = time.perf_counter() - started
+            _wait(lambda: _pending(engine) == 0, deadline, "the interim sinks", poll / 5)
+            result.seconds_end_to_end = time.perf_counter() - started
+            use = cpu_watch.stop()
+            result.cpu, result.cpu_seconds = asdict(use), use.seconds.get(SERVICE, 0.0)
+            result.dead_letters = _dead(engine)
+            result.rows = _count(engine, sa.select(sa.func.count()).select_from(t.interim_rows))
+        finally:
+            result.peak_rss = memory.stop()
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+            engine.dispose()
+        result.note = (
+            f"the real `accounts worker` (pid {process.pid}, exit {process.returncode}) on {os.cpu_count()} cores"
+        )
+        ceiling = CeilingResult(messages=events, publish_seconds=publish_seconds)
+        return ListenerRun(tenures, publish_seconds, result, ceiling, asdict(publish_cpu))
+    finally:
+        _delete_rabbit_topology(topology.broker_url, settings)
 
 
 @dataclass

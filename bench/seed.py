@@ -2,9 +2,10 @@
 
 Accounts are built as domain `Account` values (so every rule holds) and stored with
 SQLAlchemy Core bulk inserts of `account_values`, the row shape the repositories
-read. On SQLite each size is seeded once into var/bench/seed/ and reused by later
-runs; on PostgreSQL the database named by ACCOUNTS_DATABASE_URL is emptied and
-seeded afresh (its name must contain "bench", so nobody's data is wiped by mistake).
+read. Each size is seeded once and reused by later runs: on SQLite a file in
+var/bench/seed/, on PostgreSQL a database of the benchmark's own
+(`bench_accounts_<size>_v<SEED_VERSION>`, marked complete by a comment on it).
+Only databases whose name contains "bench" are ever emptied.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from accounts.domain.account import (
     TenureTypeRef,
 )
 from accounts.domain.polarity import DEFAULT_TARGET_TYPES
+from bench.topology import Topology, copy_database, database_note, ensure_database, set_database_note
 
 SEED_VERSION = 2  # bump when the seeded rows change shape, so cached databases are rebuilt
 CHUNK = 20_000
@@ -57,6 +59,8 @@ class Seeded:
     size: int
     sample: list[tuple[str, str]]  # (account id, target id)
     seconds: float  # time spent seeding in this run (0 when reused)
+    server_url: str | None = None  # PostgreSQL: the server's maintenance database (for copies)
+    database: str | None = None  # PostgreSQL: the database's name
 
 
 def wipe_postgres(url: str) -> None:
@@ -186,12 +190,24 @@ def sample(url: str, count: int = SAMPLE, seed: int = 7) -> list[tuple[str, str]
     return [(str(row.id), str(row.target_id)) for row in rows]
 
 
-def seeded_database(size: int, work: Path, database_url: str | None, *, reuse: bool = True) -> Seeded:
-    """A database holding `size` accounts: a cached SQLite file, or the PostgreSQL database given."""
+def seeded_database(size: int, work: Path, topology: Topology, *, reuse: bool = True) -> Seeded:
+    """A database holding `size` accounts, seeded once and reused: a SQLite file, or a PostgreSQL database."""
     started = time.perf_counter()
-    if database_url and not is_sqlite(database_url):
-        seed_accounts(database_url, size)
-        return Seeded(database_url, size, sample(database_url), time.perf_counter() - started)
+    if topology.server_url is not None:
+        name = f"bench_accounts_{size}_v{SEED_VERSION}"
+        url = topology.database_url(name)
+        assert url is not None
+        done = f"bench seed: {size} accounts, version {SEED_VERSION}, complete"
+        created = ensure_database(topology.server_url, name)
+        seconds = 0.0
+        if created or not reuse or database_note(topology.server_url, name) != done:
+            set_database_note(topology.server_url, name, "bench seed: seeding")
+            seed_accounts(url, size)
+            set_database_note(topology.server_url, name, done)
+            seconds = time.perf_counter() - started
+        else:
+            migrate(url)  # the schema may have moved on since it was seeded; `accounts serve` would do the same
+        return Seeded(url, size, sample(url), seconds, topology.server_url, name)
     cache = work / "seed"
     cache.mkdir(parents=True, exist_ok=True)
     path = cache / f"accounts-{size}-v{SEED_VERSION}.db"
@@ -207,19 +223,21 @@ def seeded_database(size: int, work: Path, database_url: str | None, *, reuse: b
 
 
 def scratch_copy(seeded: Seeded, work: Path, name: str) -> str:
-    """A throw-away copy of a seeded SQLite database (for benchmarks that write); PostgreSQL as is."""
-    if not is_sqlite(seeded.url):
-        return seeded.url
+    """A throw-away copy of a seeded database, for benchmarks that write (the seeded one stays as it was)."""
+    if seeded.server_url is not None and seeded.database is not None:
+        target = f"bench_{name.replace('-', '_')}"
+        copy_database(seeded.server_url, seeded.database, target)
+        return make_url(seeded.url).set(database=target).render_as_string(hide_password=False)
     source = Path(make_url(seeded.url).database or "")
-    target = work / f"{name}.db"
+    target_path = work / f"{name}.db"
     for suffix in ("", "-wal", "-shm"):
-        Path(f"{target}{suffix}").unlink(missing_ok=True)
-    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
+        Path(f"{target_path}{suffix}").unlink(missing_ok=True)
+    with sqlite3.connect(source) as src, sqlite3.connect(target_path) as dst:
         src.backup(dst)
     src.close()
     dst.close()
-    shutil.copymode(source, target)
-    return f"sqlite:///{target}"
+    shutil.copymode(source, target_path)
+    return f"sqlite:///{target_path}"
 
 
 def seed_tenure_accounts(url: str, creates: list[dict[str, Any]]) -> None:
