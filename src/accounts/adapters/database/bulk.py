@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -70,10 +71,17 @@ def executemany(connection: sa.Connection, statement: sa.Executable, rows: Seque
             }
             for row in rows
         ]
-    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
+    with _driver_cursor(connection, sql) as cursor:
         cursor.executemany(sql, converted)
         return int(cursor.rowcount)
+
+
+@contextlib.contextmanager
+def _driver_cursor(connection: sa.Connection, sql: str) -> Iterator[Any]:
+    """A cursor of the driver's own, in the connection's transaction; its errors as SQLAlchemy's (see `translate`)."""
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        yield cursor
     except Exception as error:
         base = connection.dialect.loaded_dbapi.Error
         if isinstance(error, base):
@@ -104,16 +112,7 @@ def _copy(connection: sa.Connection, statement: sa.Insert, rows: Sequence[dict[s
     preparer = connection.dialect.identifier_preparer
     columns = ", ".join(preparer.quote(key) for key in keys)
     sql = f"COPY {preparer.format_table(table)} ({columns}) FROM STDIN"
-    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        with cursor.copy(sql) as copy:
-            for row in rows:
-                copy.write_row([row[key] if convert is None else convert(row[key]) for key, convert in order])
-        return len(rows)
-    except Exception as error:
-        base = connection.dialect.loaded_dbapi.Error
-        if isinstance(error, base):
-            raise sa.exc.DBAPIError.instance(sql, None, error, base, dialect=connection.dialect) from error
-        raise
-    finally:
-        cursor.close()
+    with _driver_cursor(connection, sql) as cursor, cursor.copy(sql) as copy:
+        for row in rows:
+            copy.write_row([row[key] if convert is None else convert(row[key]) for key, convert in order])
+    return len(rows)
