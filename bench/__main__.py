@@ -121,9 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def plans(smoke: bool, args: argparse.Namespace) -> dict[str, Plan]:
     """Embedded: every item at every size. Production: the same items where they are cheap to repeat:
-    reads and writes at the headline size, the listener at its largest size only (its queue is filled first,
-    minutes at 200,000 events), no workbook (item 5
-    measures the workbook, which does not depend on the database)."""
+    reads and writes at the headline size, the listener at its largest size only (its queue is filled
+    first, minutes at 200,000 events), no workbook (item 5 measures the workbook, which does not
+    depend on the database)."""
     sizes = args.sizes or ([200, 1_000, 3_000] if smoke else [10_000, 100_000, 1_000_000])
     listener_sizes = args.listener_sizes or ([25, 50, 100] if smoke else list(LISTENER_SIZES))
     groups = {GROUPS[name] for name in args.only} if args.only else {"reads", "writes", "listener", "workbook"}
@@ -692,7 +692,7 @@ def render(outcomes: list[Outcome], args: argparse.Namespace, smoke: bool, load_
         parts += section(outcome)
     parts += [
         "## How to run\n",
-        "```sh\nmake bench          # both topologies; 15 to 25 minutes on 2 cores, writes this file\n"
+        "```sh\nmake bench          # both topologies; 30 to 90 minutes on 2 cores, writes this file\n"
         "make bench-smoke    # seconds: the scripts work and the tables are well formed (what CI runs; the\n"
         "                    # production topology too when PostgreSQL and RabbitMQ answer)\n"
         ".venv/bin/python -m bench --topology production --only listener --listener-sizes 1000,10000\n"
