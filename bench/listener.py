@@ -148,17 +148,12 @@ def make_events(tenures: int, seed: int = 11) -> tuple[list[dict[str, Any]], lis
 
 
 def publish(broker: MessageBroker, envelopes: list[dict[str, Any]]) -> None:
-    bulk = getattr(broker, "publish_many", None)
     for start in range(0, len(envelopes), PUBLISH_CHUNK):
         items = [
             (json.dumps(envelope).encode(), str(envelope["entityId"]), str(envelope["id"]))
             for envelope in envelopes[start : start + PUBLISH_CHUNK]
         ]
-        if bulk is not None:
-            bulk(TENURE_TOPIC, items)
-        else:
-            for body, group, message_id in items:
-                broker.publish(TENURE_TOPIC, body, group_id=group, message_id=message_id)
+        broker.publish_many(TENURE_TOPIC, items)
 
 
 def _broker(settings: Settings) -> tuple[MessageBroker, sa.Engine]:
@@ -423,17 +418,10 @@ def ceiling(spec: Spec, bodies: list[tuple[bytes, str, str]]) -> CeilingResult:
     broker, engine = _broker(settings)
     result = CeilingResult(messages=len(bodies))
     started = time.perf_counter()
-    bulk = getattr(broker, "publish_many", None)
     for start in range(0, len(bodies), PUBLISH_CHUNK):
-        chunk = bodies[start : start + PUBLISH_CHUNK]
-        if bulk is not None:
-            bulk(TENURE_TOPIC, chunk)
-        else:
-            for body, group, message_id in chunk:
-                broker.publish(TENURE_TOPIC, body, group_id=group, message_id=message_id)
+        broker.publish_many(TENURE_TOPIC, bodies[start : start + PUBLISH_CHUNK])
     result.publish_seconds = time.perf_counter() - started
     received = 0
-    ack_many = getattr(broker, "ack_many", None)
     started = time.perf_counter()
     idle = 0
     while received < len(bodies) and idle < 50:
@@ -442,11 +430,7 @@ def ceiling(spec: Spec, bodies: list[tuple[bytes, str, str]]) -> CeilingResult:
             idle += 1
             continue
         idle = 0
-        if ack_many is not None:
-            ack_many(batch)
-        else:
-            for message in batch:
-                broker.ack(message)
+        broker.ack_many(batch)
         received += len(batch)
     result.consume_seconds = time.perf_counter() - started
     if received < len(bodies):
