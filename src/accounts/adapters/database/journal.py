@@ -91,6 +91,10 @@ class Memory:
     def keeps_writes(self, repository: Flushes) -> None:
         self._writers.append(repository)
 
+    def close(self) -> None:
+        """Let go of the repositories (each holds this memory): no cycle is left for the collector to find."""
+        self._writers.clear()
+
     def flush(self) -> None:
         writers = [repository for repository in self._writers if repository.dirty()]
         if writers and self.journal.depth:

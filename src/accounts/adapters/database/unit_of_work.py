@@ -110,6 +110,7 @@ class SqlAlchemyUnitOfWork:
         except exc.DBAPIError:
             pass  # the connection is gone; the server rolled back for us
         finally:
+            self.memory.close()
             try:
                 self.connection.close()
             finally:
