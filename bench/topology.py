@@ -11,8 +11,10 @@ exchanges of its own, every name starting with `bench-`.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -79,8 +81,15 @@ def reachable(topology: Topology, timeout: float = 2.0) -> str | None:
     return None
 
 
-def _admin(server_url: str) -> sa.Engine:
-    return sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+@contextlib.contextmanager
+def _admin(server_url: str) -> Iterator[sa.Connection]:
+    """An autocommit connection to the maintenance database, its engine disposed after."""
+    engine = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            yield connection
+    finally:
+        engine.dispose()
 
 
 def _quoted(name: str) -> str:
@@ -91,36 +100,24 @@ def _quoted(name: str) -> str:
 
 def ensure_database(server_url: str, name: str) -> bool:
     """Create the database `name` unless it exists; True when it was created."""
-    engine = _admin(server_url)
-    try:
-        with engine.connect() as connection:
-            exists = connection.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first()
-            if exists is None:
-                connection.exec_driver_sql(f"CREATE DATABASE {_quoted(name)}")
-                return True
-            return False
-    finally:
-        engine.dispose()
+    with _admin(server_url) as connection:
+        exists = connection.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first()
+        if exists is None:
+            connection.exec_driver_sql(f"CREATE DATABASE {_quoted(name)}")
+            return True
+        return False
 
 
 def database_note(server_url: str, name: str) -> str:
     """The comment on a database (the benchmark marks a finished seeding there); '' without one."""
-    engine = _admin(server_url)
-    try:
-        with engine.connect() as connection:
-            query = sa.text("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = :n")
-            return str(connection.execute(query, {"n": name}).scalar() or "")
-    finally:
-        engine.dispose()
+    with _admin(server_url) as connection:
+        query = sa.text("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = :n")
+        return str(connection.execute(query, {"n": name}).scalar() or "")
 
 
 def set_database_note(server_url: str, name: str, note: str) -> None:
-    engine = _admin(server_url)
-    try:
-        with engine.connect() as connection:
-            connection.exec_driver_sql(f"COMMENT ON DATABASE {_quoted(name)} IS '{note.replace(chr(39), '')}'")
-    finally:
-        engine.dispose()
+    with _admin(server_url) as connection:
+        connection.exec_driver_sql(f"COMMENT ON DATABASE {_quoted(name)} IS '{note.replace(chr(39), '')}'")
 
 
 def copy_database(server_url: str, source: str, target: str, attempts: int = 20) -> None:
@@ -129,26 +126,18 @@ def copy_database(server_url: str, source: str, target: str, attempts: int = 20)
     PostgreSQL copies a template only while nobody is connected to it; a service that has just
     stopped may still be closing its connections, so this tries again for a few seconds.
     """
-    engine = _admin(server_url)
-    try:
-        with engine.connect() as connection:
-            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {_quoted(target)} WITH (FORCE)")
-            for attempt in range(attempts):
-                try:
-                    connection.exec_driver_sql(f"CREATE DATABASE {_quoted(target)} TEMPLATE {_quoted(source)}")
-                    return
-                except sa.exc.OperationalError:
-                    if attempt == attempts - 1:
-                        raise
-                    time.sleep(0.5)
-    finally:
-        engine.dispose()
+    with _admin(server_url) as connection:
+        connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {_quoted(target)} WITH (FORCE)")
+        for attempt in range(attempts):
+            try:
+                connection.exec_driver_sql(f"CREATE DATABASE {_quoted(target)} TEMPLATE {_quoted(source)}")
+                return
+            except sa.exc.OperationalError:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.5)
 
 
 def drop_database(server_url: str, name: str) -> None:
-    engine = _admin(server_url)
-    try:
-        with engine.connect() as connection:
-            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {_quoted(name)} WITH (FORCE)")
-    finally:
-        engine.dispose()
+    with _admin(server_url) as connection:
+        connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {_quoted(name)} WITH (FORCE)")
