@@ -16,6 +16,7 @@ from accounts.service.tenure_events import Outcome, RetryLater
 from tests.fixtures.tenures import (
     all_events,
     decided_by_tenure,
+    drain,
     expected_account,
     realistic_stories,
     shuffled_with_duplicates,
@@ -97,25 +98,9 @@ def test_an_update_before_its_create_waits_for_it(fakes: OnFakes) -> None:
     assert account.tenure is not None and account.tenure.full_address == "9 Mare Street, London E8 3RH"
 
 
-def drain(fakes: OnFakes, events: list[dict[str, Any]], rounds: int = 10) -> None:
-    """As a broker would: what must wait for its create is tried again next round."""
-    pending = events
-    for _ in range(rounds):
-        retry = []
-        for event in pending:
-            try:
-                handle(fakes, event)
-            except RetryLater:
-                retry.append(event)
-        pending = retry
-        if not pending:
-            return
-    raise AssertionError(f"{len(pending)} events never applied")
-
-
 def test_shuffled_and_duplicated_events_give_the_in_order_accounts(fakes: OnFakes) -> None:
     stories = realistic_stories(24, seed=11)
-    drain(fakes, shuffled_with_duplicates(all_events(stories), seed=5))
+    drain(lambda event: handle(fakes, event), shuffled_with_duplicates(all_events(stories), seed=5))
 
     for tale in stories:
         [account] = masters(fakes, tale.tenure_id)
