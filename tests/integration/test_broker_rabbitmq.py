@@ -108,6 +108,22 @@ def test_ack_removes_the_message_for_good(make_broker: BrokerFactory) -> None:
     assert make_broker().receive(10, 0.5) == []
 
 
+def test_a_batch_is_acked_for_good_except_the_one_held_back(make_broker: BrokerFactory) -> None:
+    publisher, consumer = make_broker(prefetch=20), make_broker(prefetch=20)
+    for n in range(10):
+        publisher.publish(TENURE_TOPIC, b"%d" % n, group_id="g", message_id=f"m{n}")
+    received = receive_all(consumer, 10)
+    assert [m.body for m in received] == [b"%d" % n for n in range(10)]
+
+    held_back = received[6]
+    consumer.ack_many([m for m in received if m is not held_back])
+    consumer.ack_many(received[:2])  # twice: harmless, and the channel stays open
+    consumer.close()  # only the one not acked goes back to the queue
+
+    again = receive_all(make_broker(), 10, timeout=1.5)
+    assert [m.body for m in again] == [b"6"]
+
+
 def test_retry_later_redelivers_after_the_delay_with_one_more_attempt(make_broker: BrokerFactory) -> None:
     publisher, consumer = make_broker(), make_broker()
     publisher.publish(TENURE_TOPIC, b'{"n": 1}', group_id="g", message_id="m")

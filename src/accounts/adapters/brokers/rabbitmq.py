@@ -24,7 +24,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -191,6 +191,40 @@ class RabbitMqBroker(MessageBroker):
         with self._transient("ack"):
             self._channel.basic_ack(receipt.delivery_tag)
         self._unacked.discard(receipt.delivery_tag)
+
+    def ack_many(self, messages: Sequence[ReceivedMessage]) -> None:
+        """Acknowledge a batch in as few frames as RabbitMQ allows.
+
+        One `multiple` ack covers the longest run of this channel's unacked deliveries, oldest
+        first, that are all in the batch (usually the whole batch); anything after a gap (a
+        delivery still being handled, or retried) is acked alone. Acking a thousand deliveries
+        one flushed frame at a time cost the listener about a sixth of its time.
+        """
+        tags: set[int] = set()
+        stale = 0
+        for message in messages:
+            try:
+                tags.add(self._live_receipt(message).delivery_tag)
+            except TransientError:
+                stale += 1
+        tags &= self._unacked  # already acked or retried: acking twice would close the channel
+        if tags:
+            upto: int | None = None
+            for tag in sorted(self._unacked):
+                if tag not in tags:
+                    break
+                upto = tag
+            with self._transient("ack"):
+                if upto is not None:
+                    self._channel.basic_ack(upto, multiple=True)
+                for tag in sorted(tags):
+                    if upto is None or tag > upto:
+                        self._channel.basic_ack(tag)
+            self._unacked -= tags
+        if stale:
+            raise TransientError(
+                f"the RabbitMQ connection {stale} of these messages came on is gone; RabbitMQ will redeliver them"
+            )
 
     def retry_later(self, message: ReceivedMessage, delay_seconds: float) -> None:
         """Park a copy (x-attempts = message.attempts) in a retry bucket, then ack the original.
