@@ -51,6 +51,7 @@ from accounts.service.unit_of_work import (
     ProcessedEvents,
     TargetTypeRepository,
     TenureCopies,
+    UnitOfWork,
 )
 
 SERIAL_WAIT_SECONDS = 10.0
@@ -152,8 +153,8 @@ class FakeDatabase:
         self.serial_lock = threading.Lock()
         self._before_commit: list[Callable[[], None]] = []
 
-    def uow(self, read_only: bool = False) -> FakeUnitOfWork:
-        return FakeUnitOfWork(self, read_only=read_only)
+    def uow(self, read_only: bool = False, interim_sinks: Sequence[str] = ()) -> FakeUnitOfWork:
+        return FakeUnitOfWork(self, read_only=read_only, interim_sinks=interim_sinks)
 
     def before_next_commit(self, action: Callable[[], None]) -> None:
         """Run `action` (another unit of work, say) just before the next commit: a race lost at commit."""
@@ -178,7 +179,7 @@ class FakeDatabase:
 # The unit of work ---------------------------------------------------------------------
 
 
-class FakeUnitOfWork:
+class FakeUnitOfWork(UnitOfWork):
     """A snapshot to read and write, and the changes to replay on the committed state at commit."""
 
     accounts: AccountRepository
@@ -191,13 +192,15 @@ class FakeUnitOfWork:
     deliveries: InterimDeliveries
     dead_letters: DeadLetters
 
-    def __init__(self, database: FakeDatabase, *, read_only: bool = False) -> None:
+    def __init__(self, database: FakeDatabase, *, read_only: bool = False, interim_sinks: Sequence[str] = ()) -> None:
         self.database = database
         self.read_only = read_only  # as the database's: a matter of locking only, nothing to do here
+        self.interim_sinks = interim_sinks
 
     def __enter__(self) -> FakeUnitOfWork:
         self.view = self.database.snapshot()
         self.changes: list[_Change] = []
+        self.changed_accounts: dict[UUID, None] = {}  # added or updated here, in order
         self.holds_serials = False
         self.accounts = FakeAccounts(self)
         self.target_types = FakeTargetTypes(self)
@@ -223,19 +226,22 @@ class FakeUnitOfWork:
         write(self.view)
         self.changes.append(_Change(write, guard))
 
-    def commit(self) -> None:
+    def write(self) -> None:
         self.database.apply(self.changes)
         self.changes = []
+        self.changed_accounts = {}
         self.view = self.database.snapshot()
 
     @contextlib.contextmanager
     def savepoint(self) -> Iterator[None]:
         view, kept, held = self.view.copy(), len(self.changes), self.holds_serials
+        changed = dict(self.changed_accounts)
         try:
             yield
         except BaseException:
             self.view = view
             del self.changes[kept:]
+            self.changed_accounts = changed
             if self.holds_serials and not held:  # the counter was read inside: as it is (still held) now
                 view.next_serial = self.database.state.next_serial
             raise
@@ -272,6 +278,7 @@ class FakeAccounts:
                 raise ConcurrencyConflict(f"account {account.id} exists already")
 
         self.uow.keep(write, guard)
+        self.uow.changed_accounts[account.id] = None
 
     def update(self, account: Account, expected_version: int, amount_owed: Decimal) -> None:
         def guard(state: State) -> None:
@@ -284,6 +291,10 @@ class FakeAccounts:
 
         guard(self.uow.view)
         self.uow.keep(write, guard)
+        self.uow.changed_accounts[account.id] = None
+
+    def changed(self) -> list[Account]:
+        return [self.uow.view.accounts[account_id][0] for account_id in self.uow.changed_accounts]
 
     def arrears(
         self, account_type: AccountType | None, sort_column: str, descending: bool, limit: int

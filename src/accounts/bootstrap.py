@@ -100,8 +100,8 @@ class Application:
     interim: InterimSync
     reads: AccountReads
     sinks: list[InterimSink] = field(default_factory=list)
-    # The unit of work and the broker handed to `bootstrap` (fakes, in the service's unit tests);
-    # None: the database's (on `engine`) and the one ACCOUNTS_BROKER_URL names.
+    # Units of work as the services get them: the database's, or those handed to `bootstrap` (fakes, in the
+    # service's unit tests); None: the database's on `engine` (an engine replaced by a test is then used).
     uow_factory: Callable[..., UnitOfWork] | None = None
     broker_factory: Callable[[], MessageBroker] | None = None
     _engine: sa.Engine | None = field(default=None, repr=False)
@@ -122,7 +122,8 @@ class Application:
     def uow(self, read_only: bool = False) -> UnitOfWork:
         if self.uow_factory is not None:
             return self.uow_factory(read_only=read_only)
-        return SqlAlchemyUnitOfWork(self.engine, read_only=read_only)
+        interim_sinks = [sink.name for sink in self.sinks]
+        return SqlAlchemyUnitOfWork(self.engine, read_only=read_only, interim_sinks=interim_sinks)
 
     def broker(self) -> MessageBroker:
         """A new broker connection: each thread that talks to the broker gets its own."""
@@ -194,21 +195,21 @@ def bootstrap(
     sink_names = [sink.name for sink in sinks]
     engine: sa.Engine | None = None
     locks: DeliveryLocks | None = None
-    given_uow = uow_factory
+    given = uow_factory is not None
     if uow_factory is None:
         if run_migrations:
             migrate(settings.database_url)
         engine = create_engine(settings.database_url)
         locks = DeliveryLocks(engine)
         uow_factory = partial(SqlAlchemyUnitOfWork, engine)
+    # Every unit of work owes each change to the sinks configured here (and to every one ever registered).
+    uow_factory = partial(uow_factory, interim_sinks=sink_names)
 
     rent_groups = (
         RentGroupMap.from_file(settings.rent_group_map_path) if settings.rent_group_map_path else RentGroupMap.default()
     )
-    accounts = AccountService(uow_factory, interim_sinks=sink_names)
-    tenure_events = TenureEventHandler(
-        uow_factory, rent_groups, interim_sinks=sink_names, tenure_source=build_tenure_source(settings)
-    )
+    accounts = AccountService(uow_factory)
+    tenure_events = TenureEventHandler(uow_factory, rent_groups, tenure_source=build_tenure_source(settings))
     interim = InterimSync(
         uow_factory,
         sinks,
@@ -227,7 +228,7 @@ def bootstrap(
         interim,
         reads,
         sinks,
-        given_uow,
+        uow_factory if given else None,
         broker_factory=broker_factory,
         _engine=engine,
     )

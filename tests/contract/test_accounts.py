@@ -277,3 +277,19 @@ def test_arrears_sorted_by_a_field_some_accounts_lack_list_those_last_going_up_a
     by_end = [ended[1].id, ended[0].id, open_ended.id]
     assert listed == (by_end[::-1] if descending else by_end)
     assert no_group == sorted(by_end)  # every account lacks a rent group: ties by id, either way
+
+
+def test_the_accounts_changed_in_a_unit_of_work_are_its_latest_versions_less_those_undone(uow: UowFactory) -> None:
+    """What the unit of work writes the accounts' events and interim rows for at commit (`service/changes.py`)."""
+    kept, undone = an_account(), an_account()
+    with uow() as work:
+        work.accounts.add(kept, Decimal("0.00"))
+        changed = kept.changed(OFFICER, CREATED, agreement_type="Changed")
+        work.accounts.update(changed, kept.version, Decimal("0.00"))
+        with pytest.raises(RuntimeError), work.savepoint():
+            work.accounts.add(undone, Decimal("0.00"))
+            raise RuntimeError("undone")
+        assert work.accounts.changed() == [changed]
+        assert work.accounts.changed()[0].version == 2
+        work.commit()
+        assert work.accounts.changed() == []

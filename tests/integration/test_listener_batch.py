@@ -14,9 +14,9 @@ import sqlalchemy as sa
 
 from accounts.adapters.database import tables
 from accounts.bootstrap import Application
-from accounts.domain.account import AccountType, Actor, to_wire
+from accounts.domain.account import AccountType, Actor, Change, to_wire
 from accounts.domain.events import parse_envelope
-from accounts.service.accounts import ChangeContext, change_account
+from accounts.service.accounts import change_account
 from accounts.service.listener import FinanceListener
 from accounts.service.ports import TENURE_TOPIC, TransientError
 from accounts.service.unit_of_work import ConcurrencyConflict
@@ -252,13 +252,13 @@ def test_an_account_changed_by_another_transaction_during_a_batch_fails_its_comm
     tale = story(random.Random(35))
     application.tenure_events.handle(parse_envelope(tale.events[0]))
     tenure_id = UUID(tale.tenure_id)
-    context = ChangeContext(Actor("test", "test@example.org"), uuid4(), datetime.now(UTC))
+    change = Change(Actor("test", "test@example.org"), uuid4(), datetime.now(UTC))
     postgresql = application.engine.dialect.name == "postgresql"
 
     with pytest.raises(ConcurrencyConflict), application.uow() as uow:
         uow.read_ahead([], [tenure_id])
         account = uow.accounts.by_target(tenure_id, AccountType.MASTER)[0]
-        change_account(uow, account, {"account_balance": Decimal("-10.00")}, context, ["spreadsheet"])
+        change_account(uow, account, {"account_balance": Decimal("-10.00")}, change)
         bump = tables.accounts.update().where(tables.accounts.c.id == account.id).values(version=account.version + 1)
         if postgresql:  # another transaction, committed while the batch runs (accounts are not locked)
             with application.engine.begin() as other:

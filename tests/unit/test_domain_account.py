@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
@@ -10,10 +11,12 @@ import pytest
 
 from accounts.domain.account import (
     Account,
+    AccountChanged,
     AccountStatus,
     AccountTenure,
     AccountType,
     Actor,
+    Change,
     ConsolidatedCharge,
     PrimaryTenant,
     RentGroupType,
@@ -228,3 +231,27 @@ def test_an_accounts_shared_wire_form_is_worked_out_once_and_equals_a_fresh_one(
     assert wire_view(account)["paymentReference"] == "1000000005", "a fresh copy is the caller's to change"
     changed = account.changed(EDITOR, TUESDAY, account_balance=Decimal("-1.00"))
     assert wire_view(changed)["accountBalance"] == Decimal("-1.00"), "a new version has its own"
+
+
+def test_an_account_raises_its_opening_and_each_change_that_changes_something() -> None:
+    opening, editing = Change(CREATOR, uuid.uuid4(), MONDAY), Change(EDITOR, uuid.uuid4(), TUESDAY)
+    fields = {
+        k: v
+        for k, v in vars(an_account()).items()
+        if k in ("id", "target_type", "target_id", "account_type", "payment_reference")
+    }
+    opened = Account.opened(opening, **fields)
+    assert opened.created_by == opened.last_updated_by == CREATOR.label and opened.created_at == MONDAY
+    assert opened.raised == (AccountChanged(None, opening),)
+
+    assert opened.change(editing, agreement_type=opened.agreement_type) is opened  # nothing changed: nothing raised
+    changed = opened.change(editing, agreement_type="Master Account")
+    assert changed.version == 2 and changed.last_updated_by == EDITOR.label
+    assert changed.raised == (AccountChanged(None, opening), AccountChanged(opened, editing))
+    assert [version for _, version in changed.versions_raised()] == [opened, changed]
+    assert dataclasses.replace(changed, raised=()) == changed  # what it raised takes no part in equality
+
+    changed.forget_raised()
+    assert changed.raised == () and changed.change(editing, agreement_type="X").raised == (
+        AccountChanged(changed, editing),
+    )

@@ -8,10 +8,17 @@ from decimal import Decimal
 
 import pytest
 
-from accounts.domain.account import AccountStatus, AccountTenure, AccountType, Actor, TenureTypeRef, etag
+from accounts.domain.account import AccountStatus, AccountTenure, AccountType, Actor, Change, TenureTypeRef, etag
 from accounts.domain.errors import ValidationProblem
 from accounts.domain.payment_reference import FIRST_SERIAL, from_serial, has_valid_check_digit
-from accounts.service.accounts import AccountConflict, AccountNotFound, NewAccount, PreconditionFailed
+from accounts.service.accounts import (
+    AccountConflict,
+    AccountNotFound,
+    NewAccount,
+    PreconditionFailed,
+    change_account,
+    create_account,
+)
 from tests.unit.conftest import OnFakes
 
 OFFICER = Actor("Finance Officer", "finance.officer@hackney.gov.uk")
@@ -214,3 +221,38 @@ def test_arrears_are_sorted_by_a_known_field_only_named_in_any_case(fakes: OnFak
         fakes.app.accounts.arrears(None, "tenantName", True, 10)
     assert "amountOwed" in str(refused.value)
     assert fakes.app.accounts.arrears(AccountType.SUNDRY, "amountOwed", True, 10) == []
+
+
+def test_what_an_account_raised_in_a_unit_of_work_is_written_at_its_commit_in_order(fakes: OnFakes) -> None:
+    """Opened and changed twice in one unit of work (as in a listener's batch): three events, one interim row."""
+    opening, paying = (
+        Change(OFFICER, uuid.uuid4(), fakes.app.accounts.clock()),
+        Change(CLERK, uuid.uuid4(), fakes.app.accounts.clock()),
+    )
+    with fakes.app.uow() as uow:
+        account = create_account(uow, a_tenure_master(), opening)
+        account = change_account(uow, account, {"account_balance": Decimal("-5.00")}, paying)
+        account = change_account(uow, account, {"account_balance": Decimal("-7.50")}, paying)
+        assert uow.outbox.count_pending() == 0 and uow.interim.by_account(account.id) is None  # not before commit
+        uow.commit()
+
+    events = events_in_outbox(fakes)
+    assert [e["eventType"] for e in events] == ["AccountCreatedEvent", "AccountUpdatedEvent", "AccountUpdatedEvent"]
+    assert [e["correlationId"] for e in events] == [str(opening.correlation_id), *[str(paying.correlation_id)] * 2]
+    assert [e["eventData"]["newData"]["accountBalance"] for e in events] == [0, -5, -7.5]  # type: ignore[index]
+    with fakes.app.uow(read_only=True) as uow:
+        assert uow.deliveries.pending("fake", 10) == [(account.payment_reference, 1)]
+
+
+def test_a_change_undone_by_its_savepoint_raises_nothing(fakes: OnFakes) -> None:
+    change = Change(OFFICER, uuid.uuid4(), fakes.app.accounts.clock())
+    with fakes.app.uow() as uow:
+        kept = create_account(uow, a_tenure_master(), change)
+        with pytest.raises(RuntimeError), uow.savepoint():
+            create_account(uow, a_tenure_master(), change)
+            change_account(uow, kept, {"agreement_type": "Undone"}, change)
+            raise RuntimeError("this event failed")
+        uow.commit()
+
+    assert [(e["eventType"], e["entityId"]) for e in events_in_outbox(fakes)] == [("AccountCreatedEvent", str(kept.id))]
+    assert fakes.app.accounts.get(kept.id).agreement_type == "Master Account"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -71,6 +71,28 @@ class Actor:
     @property
     def label(self) -> str:
         return self.email or self.name
+
+
+@dataclass(frozen=True)
+class Change:
+    """Who changes an account, when, and under which correlation id (carried into the account's events)."""
+
+    actor: Actor
+    correlation_id: UUID
+    at: datetime
+
+
+@dataclass(frozen=True)
+class AccountChanged:
+    """Raised by an account when it is opened (`before` is None) or changed; the version raising it is `after`.
+
+    The unit of work turns what its accounts raised into their outbox events and interim rows
+    at commit. Only the version before is held, never the one after, so a version and its
+    events hold no reference cycle.
+    """
+
+    before: Account | None
+    change: Change
 
 
 @dataclass(frozen=True)
@@ -142,6 +164,21 @@ class Account:
     consolidated_charges: tuple[ConsolidatedCharge, ...] = ()
     tenure: AccountTenure | None = None
     version: int = 1
+    # What this version and those before it raised in the unit of work that made them, oldest first.
+    raised: tuple[AccountChanged, ...] = field(default=(), compare=False, repr=False)
+
+    @classmethod
+    def opened(cls, change: Change, **fields: Any) -> Account:
+        """A new account, opened by `change.actor`, raising `AccountChanged` (its created event and row)."""
+        label = change.actor.label
+        return cls(
+            created_by=label,
+            created_at=change.at,
+            last_updated_by=label,
+            last_updated_at=change.at,
+            raised=(AccountChanged(None, change),),
+            **fields,
+        )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "account_balance", money(self.account_balance, "accountBalance"))
@@ -173,6 +210,22 @@ class Account:
         if candidate == self:
             return self
         return dataclasses.replace(candidate, last_updated_by=actor.label, last_updated_at=at, version=self.version + 1)
+
+    def change(self, change: Change, **changes: Any) -> Account:
+        """`changed`, raising `AccountChanged` (its updated event and row); the same account when nothing differs."""
+        new = self.changed(change.actor, change.at, **changes)
+        if new is not self:
+            object.__setattr__(new, "raised", (*self.raised, AccountChanged(self, change)))
+        return new
+
+    def versions_raised(self) -> list[tuple[AccountChanged, Account]]:
+        """Each event this account raised with the version that raised it, oldest first."""
+        raised = self.raised
+        return list(zip(raised, [*(event.before for event in raised[1:]), self], strict=True))  # type: ignore[list-item]
+
+    def forget_raised(self) -> None:
+        """Its events are written (the unit of work committed them): a later change raises only its own."""
+        object.__setattr__(self, "raised", ())
 
 
 def oldest_first(account: Account) -> tuple[datetime, UUID]:

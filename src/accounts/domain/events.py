@@ -199,3 +199,15 @@ def account_updated(old: Account, new: Account, actor: Actor, correlation_id: UU
     """Carries only the changed top-level fields, as the MTFH update events do."""
     old_data, new_data = wire_difference(wire_view(old), wire_view(new))
     return _account_event(ACCOUNT_UPDATED, new, actor, correlation_id, at, old_data, new_data)
+
+
+def account_events(account: Account) -> list[EventEnvelope]:
+    """What the account raised (`Account.opened`, `Account.change`) as the events the outbox carries, oldest first."""
+    events = []
+    for raised, version in account.versions_raised():
+        change = raised.change
+        if raised.before is None:
+            events.append(account_created(version, change.actor, change.correlation_id, change.at))
+        else:
+            events.append(account_updated(raised.before, version, change.actor, change.correlation_id, change.at))
+    return events

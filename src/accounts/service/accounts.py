@@ -2,14 +2,15 @@
 
 `create_account` and `change_account` work inside a unit of work the caller owns, so
 the listener can record its processed event and tenure copy in the same transaction.
-Every change made here writes its outbox event and its interim sync row there too,
-whoever asked for it, so the two can never differ between the API and the listener.
+The account raises its change; the unit of work writes its outbox event and its interim
+row at commit (`service/changes.py`), whoever asked for it, so the two can never differ
+between the API and the listener.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -23,15 +24,13 @@ from accounts.domain.account import (
     AccountTenure,
     AccountType,
     Actor,
+    Change,
     ConsolidatedCharge,
     RentGroupType,
     etag,
 )
 from accounts.domain.errors import ValidationProblem
-from accounts.domain.events import account_created, account_updated
-from accounts.domain.interim import interim_row, is_interim_account
 from accounts.domain.polarity import TargetType
-from accounts.service.ports import ACCOUNTS_TOPIC
 from accounts.service.unit_of_work import ConcurrencyConflict, UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -109,19 +108,11 @@ class NewAccount:
     tenure: AccountTenure | None = None
 
 
-@dataclass(frozen=True)
-class ChangeContext:
-    actor: Actor
-    correlation_id: UUID
-    at: datetime
-
-
 @dataclass
 class AccountService:
     """Transactions around the account use cases, with retries on lost races."""
 
     uow_factory: Callable[..., UnitOfWork]
-    interim_sinks: Sequence[str] = ()
     clock: Clock = utc_now
     attempts: int = 5
 
@@ -153,7 +144,7 @@ class AccountService:
 
     def create(self, command: NewAccount, actor: Actor, correlation_id: UUID) -> Account:
         def run(uow: UnitOfWork) -> Account:
-            return create_account(uow, command, self._context(actor, correlation_id), self.interim_sinks)
+            return create_account(uow, command, self._change(actor, correlation_id))
 
         return self._in_transaction(run)
 
@@ -178,9 +169,7 @@ class AccountService:
                 raise AccountNotFound(account_id)
             if if_match is not None and not etag_matches(if_match, account):
                 raise PreconditionFailed(f"If-Match {if_match} is not the current version {etag(account)}")
-            new = change_account(
-                uow, account, change(account), self._context(actor, correlation_id), self.interim_sinks
-            )
+            new = change_account(uow, account, change(account), self._change(actor, correlation_id))
             return new, new is not account
 
         try:
@@ -188,8 +177,8 @@ class AccountService:
         except ConcurrencyConflict:
             raise PreconditionFailed("the account was changed by someone else; read it again") from None
 
-    def _context(self, actor: Actor, correlation_id: UUID) -> ChangeContext:
-        return ChangeContext(actor=actor, correlation_id=correlation_id, at=self.clock())
+    def _change(self, actor: Actor, correlation_id: UUID) -> Change:
+        return Change(actor=actor, correlation_id=correlation_id, at=self.clock())
 
     def _in_transaction(self, run: Callable[[UnitOfWork], T], retry: bool = True) -> T:
         for attempt in range(1, self.attempts + 1):
@@ -254,25 +243,20 @@ def _check_rules(uow: UnitOfWork, account: Account, previous: Account | None) ->
         raise ValidationProblem("parentAccountId", "must be the id of an existing account", parent)
 
 
-def create_account(
-    uow: UnitOfWork, command: NewAccount, context: ChangeContext, interim_sinks: Sequence[str]
-) -> Account:
+def create_account(uow: UnitOfWork, command: NewAccount, change: Change) -> Account:
     target_type = _target_type(uow, command.target_type)
     if command.payment_reference:
         reference = payment_reference.validate(command.payment_reference)
         _check_payment_reference_free(uow, reference)
     else:
         reference = _allocate_payment_reference(uow)
-    account = Account(
+    account = Account.opened(
+        change,
         id=uuid4(),
         target_type=target_type.name,
         target_id=command.target_id,
         account_type=command.account_type,
         payment_reference=reference,
-        created_by=context.actor.label,
-        created_at=context.at,
-        last_updated_by=context.actor.label,
-        last_updated_at=context.at,
         account_status=command.account_status,
         rent_group_type=command.rent_group_type,
         agreement_type=command.agreement_type,
@@ -287,19 +271,12 @@ def create_account(
     )
     _check_rules(uow, account, None)
     uow.accounts.add(account, target_type.amount_owed(account.account_balance))
-    _record(uow, None, account, context, interim_sinks)
     return account
 
 
-def change_account(
-    uow: UnitOfWork,
-    account: Account,
-    changes: dict[str, Any],
-    context: ChangeContext,
-    interim_sinks: Sequence[str],
-) -> Account:
-    """The new version, stored with its event and interim row; `account` itself when nothing changed."""
-    new = account.changed(context.actor, context.at, **changes)
+def change_account(uow: UnitOfWork, account: Account, changes: dict[str, Any], change: Change) -> Account:
+    """The new version, stored (its event and interim row follow at commit); `account` itself when nothing changed."""
+    new = account.change(change, **changes)
     if new is account:
         return account
     target_type = _target_type(uow, new.target_type)
@@ -307,52 +284,4 @@ def change_account(
         _check_payment_reference_free(uow, new.payment_reference)
     _check_rules(uow, new, account)
     uow.accounts.update(new, account.version, target_type.amount_owed(new.account_balance))
-    _record(uow, account, new, context, interim_sinks)
     return new
-
-
-def _record(
-    uow: UnitOfWork,
-    old: Account | None,
-    new: Account,
-    context: ChangeContext,
-    interim_sinks: Sequence[str],
-) -> None:
-    """The side effects every account change carries, in the same transaction."""
-    if old is None:
-        event = account_created(new, context.actor, context.correlation_id, context.at)
-    else:
-        event = account_updated(old, new, context.actor, context.correlation_id, context.at)
-    uow.outbox.add(ACCOUNTS_TOPIC, event, group_id=str(new.id))
-    sync_interim_row(uow, new, context.at, interim_sinks)
-
-
-def sync_interim_row(uow: UnitOfWork, account: Account, at: datetime, interim_sinks: Sequence[str]) -> None:
-    """Keep the account's tenancy-agreement row, and tell each sink when it changed."""
-    if not is_interim_account(account):
-        # No longer a tenure Master account (its type was changed): its row leaves every sink.
-        remove_interim_row(uow, account.id, interim_sinks)
-        return
-    previous = uow.interim.by_account(account.id)
-    row = interim_row(account, uow.tenures.get(account.target_id))
-    if row == previous:
-        return
-    version = uow.interim.save(account.id, row, at)
-    sinks = _owed(uow, interim_sinks)
-    uow.interim.mark_pending(sinks, row.payment_ref, version)
-    if previous is not None and previous.payment_ref != row.payment_ref:
-        # The old key's row must disappear from the sinks too.
-        uow.interim.mark_pending(sinks, previous.payment_ref, version)
-
-
-def remove_interim_row(uow: UnitOfWork, account_id: UUID, interim_sinks: Sequence[str]) -> None:
-    """The account's row leaves every sink (it is no tenure account, or no account at all)."""
-    removed = uow.interim.remove(account_id)
-    if removed is not None:
-        uow.interim.mark_pending(_owed(uow, interim_sinks), *removed)
-
-
-def _owed(uow: UnitOfWork, interim_sinks: Sequence[str]) -> list[str]:
-    """Every sink ever enabled, not only those configured in this process: a sink switched
-    off for a while, or configured only in another process, misses no change."""
-    return list(dict.fromkeys([*interim_sinks, *uow.interim.registered_sinks()]))

@@ -22,7 +22,8 @@ from typing import Protocol
 from uuid import UUID
 
 from accounts.domain.interim import FIELD_LABELS, InterimRow, format_date
-from accounts.service.accounts import Clock, remove_interim_row, sync_interim_row, utc_now
+from accounts.service.accounts import Clock, utc_now
+from accounts.service.changes import remove_interim_row, sync_interim_row
 from accounts.service.ports import InterimSink
 from accounts.service.unit_of_work import ConcurrencyConflict, UnitOfWork
 
@@ -276,9 +277,9 @@ class InterimSync:
         with self.uow_factory() as uow:
             account = uow.accounts.get(account_id)
             if account is not None:
-                sync_interim_row(uow, account, self.clock(), self.sink_names)
+                sync_interim_row(uow, account, self.clock())
             else:
-                remove_interim_row(uow, account_id, self.sink_names)
+                remove_interim_row(uow, account_id)
             uow.commit()
 
     def _prune(self, sink: InterimSink) -> int:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from accounts.domain.account import Account, AccountType, Actor
+from accounts.domain.account import Account, AccountType, Actor, Change
 from accounts.domain.errors import ValidationProblem
 from accounts.domain.events import (
     TENURE_CREATED,
@@ -25,15 +25,8 @@ from accounts.domain.events import (
     MalformedEvent,
 )
 from accounts.domain.tenure import RentGroupMap, TenureRecord, parse_date
-from accounts.service.accounts import (
-    ChangeContext,
-    Clock,
-    NewAccount,
-    change_account,
-    create_account,
-    sync_interim_row,
-    utc_now,
-)
+from accounts.service.accounts import Clock, NewAccount, change_account, create_account, utc_now
+from accounts.service.changes import sync_interim_row
 from accounts.service.ports import TenureSource, TransientError
 from accounts.service.unit_of_work import ConcurrencyConflict, UnitOfWork
 
@@ -118,7 +111,6 @@ def _is_uuid(value: Any) -> bool:
 class TenureEventHandler:
     uow_factory: Callable[..., UnitOfWork]
     rent_groups: RentGroupMap
-    interim_sinks: Sequence[str] = ()
     tenure_source: TenureSource | None = None
     clock: Clock = utc_now
     attempts: int = 5
@@ -207,7 +199,7 @@ class TenureEventHandler:
         applied += record.merge(fields, event.date_time, whole=event.event_type == TENURE_CREATED)
         if not record.complete:
             raise RetryLater(f"tenure {event.entity_id} has not been seen yet (no TenureCreatedEvent)")
-        context = ChangeContext(
+        context = Change(
             actor=Actor(event.user.name or LISTENER_NAME, event.user.email),
             correlation_id=event.correlation_id,
             at=self.clock(),
@@ -218,14 +210,14 @@ class TenureEventHandler:
             if not changed:
                 # The tenure copy alone changed (a property reference, a date of birth): the row may have.
                 # A created or changed account has just had its row synced, from this same copy.
-                sync_interim_row(uow, account, context.at, self.interim_sinks)
+                sync_interim_row(uow, account, context.at)
             detail = f"applied {', '.join(applied)} to account {account.id}"
         else:
             detail = "stale: every field already holds a newer change"
         uow.processed_events.record(event, detail, context.at)
         return Outcome(bool(applied), detail)
 
-    def _keep_account(self, uow: UnitOfWork, record: TenureRecord, context: ChangeContext) -> tuple[Account, bool]:
+    def _keep_account(self, uow: UnitOfWork, record: TenureRecord, context: Change) -> tuple[Account, bool]:
         """The tenure's account as the copy makes it, and whether it was created or changed."""
         fields = record.account_fields(self.rent_groups, context.at.date())
         account = tenure_master_account(uow, record.tenure_id)
@@ -238,8 +230,8 @@ class TenureEventHandler:
                 agreement_type=MASTER_AGREEMENT,
                 **fields,
             )
-            return create_account(uow, command, context, self.interim_sinks), True
-        changed = change_account(uow, account, fields, context, self.interim_sinks)
+            return create_account(uow, command, context), True
+        changed = change_account(uow, account, fields, context)
         return changed, changed is not account
 
 

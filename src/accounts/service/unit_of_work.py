@@ -35,6 +35,7 @@ from accounts.domain.events import EventEnvelope
 from accounts.domain.interim import InterimRow, interim_row_from
 from accounts.domain.polarity import TargetType
 from accounts.domain.tenure import TenureRecord
+from accounts.service.changes import write_raised
 
 
 class ConcurrencyConflict(Exception):
@@ -100,6 +101,9 @@ class AccountRepository(Protocol):
 
     def update(self, account: Account, expected_version: int, amount_owed: Decimal) -> None:
         """Store a new version; ConcurrencyConflict when the stored version is not expected_version."""
+
+    def changed(self) -> list[Account]:
+        """The latest version of every account added or updated in this unit of work (undone ones not)."""
 
     def arrears(
         self, account_type: AccountType | None, sort_column: str, descending: bool, limit: int
@@ -203,6 +207,8 @@ class DeadLetters(Protocol):
 
 
 class UnitOfWork(Protocol):
+    """Adapters subclass it: `commit` is the same for all, around their own `write`."""
+
     accounts: AccountRepository
     target_types: TargetTypeRepository
     payment_references: PaymentReferenceSerials
@@ -212,6 +218,9 @@ class UnitOfWork(Protocol):
     outbox: Outbox
     deliveries: InterimDeliveries
     dead_letters: DeadLetters
+    # The interim sinks configured in this process (`service/changes.py` owes a change to these and to every
+    # sink ever registered); given by bootstrap to every unit of work it makes.
+    interim_sinks: Sequence[str]
 
     def __enter__(self) -> UnitOfWork: ...
 
@@ -221,7 +230,15 @@ class UnitOfWork(Protocol):
         """Roll back whatever was not committed."""
 
     def commit(self) -> None:
-        """Write what was kept and commit; ConcurrencyConflict when another transaction changed or claimed it first."""
+        """What the accounts raised (their events, their interim rows) kept too, then everything written at once.
+
+        ConcurrencyConflict when another transaction changed or claimed something first.
+        """
+        write_raised(self)
+        self.write()
+
+    def write(self) -> None:
+        """Write what was kept and commit (the storage's part of `commit`)."""
 
     def savepoint(self) -> AbstractContextManager[None]:
         """An exception inside undoes only what was done inside (then propagates); nothing is written before commit."""

@@ -262,6 +262,9 @@ class SqlAccountRepository:
             journal.set(self._owner, account.payment_reference, account.id)
         journal.set(self._dirty, account.id, amount_owed)
 
+    def changed(self) -> list[Account]:
+        return [self._current[account_id] for account_id in self._dirty]
+
     def dirty(self) -> bool:
         return bool(self._dirty)
 

@@ -35,6 +35,7 @@ from accounts.service.unit_of_work import (
     ProcessedEvents,
     TargetTypeRepository,
     TenureCopies,
+    UnitOfWork,
 )
 
 # PostgreSQL error classes that mean "try again": serialization failure, deadlock.
@@ -53,7 +54,7 @@ def translate(error: exc.DBAPIError) -> Exception:
     return error
 
 
-class SqlAlchemyUnitOfWork:
+class SqlAlchemyUnitOfWork(UnitOfWork):
     """One connection, one transaction; the repositories share its memory (see `journal.py`)."""
 
     accounts: AccountRepository
@@ -66,9 +67,10 @@ class SqlAlchemyUnitOfWork:
     deliveries: InterimDeliveries
     dead_letters: DeadLetters
 
-    def __init__(self, engine: sa.Engine, *, read_only: bool = False) -> None:
+    def __init__(self, engine: sa.Engine, *, read_only: bool = False, interim_sinks: Sequence[str] = ()) -> None:
         self.engine = engine
         self.read_only = read_only
+        self.interim_sinks = interim_sinks
 
     def __enter__(self) -> SqlAlchemyUnitOfWork:
         self.turn = contextlib.ExitStack()
@@ -120,7 +122,7 @@ class SqlAlchemyUnitOfWork:
             if translated is not error:
                 raise translated from error
 
-    def commit(self) -> None:
+    def write(self) -> None:
         try:
             self.memory.flush()
             self.transaction.commit()
