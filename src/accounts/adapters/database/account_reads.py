@@ -28,7 +28,7 @@ from psycopg.conninfo import make_conninfo
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from accounts.adapters.database import tables as t
-from accounts.adapters.database.engine import configure_sqlite_connection
+from accounts.adapters.database.engine import POSTGRESQL_SESSION_OPTIONS, configure_sqlite_connection
 from accounts.service.ports import StoredAccount, TransientError
 
 # A target's accounts, oldest first: as the repositories order them (`tables.OLDEST_FIRST`).
@@ -129,7 +129,7 @@ class PostgresAccountReads:
             dbname=url.database,
             user=url.username,
             password=url.password,
-            **{key: str(value) for key, value in url.query.items()},
+            **{"options": POSTGRESQL_SESSION_OPTIONS, **{key: str(value) for key, value in url.query.items()}},
         )
         self.pool_size = pool_size
         self.pool: AsyncConnectionPool[Connection] | None = None
