@@ -51,6 +51,7 @@ from accounts.service.unit_of_work import (
     ProcessedEvents,
     TargetTypeRepository,
     TenureCopies,
+    Transactions,
     UnitOfWork,
 )
 
@@ -188,6 +189,7 @@ class FakeUnitOfWork(UnitOfWork):
     processed_events: ProcessedEvents
     tenures: TenureCopies
     interim: InterimRows
+    transactions: Transactions
     outbox: Outbox
     deliveries: InterimDeliveries
     dead_letters: DeadLetters

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from types import TracebackType
 from typing import Any, NamedTuple, Protocol
@@ -33,6 +33,7 @@ from uuid import UUID
 from accounts.domain.account import Account, AccountType
 from accounts.domain.events import EventEnvelope
 from accounts.domain.interim import InterimRow, interim_row_from
+from accounts.domain.ledger import Transaction
 from accounts.domain.polarity import TargetType
 from accounts.domain.tenure import TenureRecord
 from accounts.service.changes import write_raised
@@ -153,6 +154,56 @@ class InterimRows(Protocol):
         """Every sink ever enabled, configured in this process or not."""
 
 
+class StatementCursor(NamedTuple):
+    """A place in an account's statement: its transaction date, then its posting order (`position`)."""
+
+    transaction_date: date
+    position: int
+
+
+class LedgerDifference(NamedTuple):
+    """An account whose stored balance is not the sum of its transactions (`accounts ledger verify`)."""
+
+    account_id: UUID
+    account_balance: Decimal
+    ledger_balance: Decimal
+
+
+class Transactions(Protocol):
+    """The activity ledger: transactions are added, never changed; written at commit, in posting order."""
+
+    def get(self, transaction_id: UUID) -> Transaction | None: ...
+
+    def reversal_of(self, transaction_id: UUID) -> Transaction | None:
+        """The Reversal of this transaction, if it has one (at most one: the unique index backs it)."""
+
+    def add(self, transaction: Transaction) -> None:
+        """Kept, and written at commit; a second transaction with the same id, or a second reversal of
+        one transaction, makes the commit a ConcurrencyConflict."""
+
+    def posted(self) -> list[Transaction]:
+        """What was added in this unit of work, in order (what a savepoint undid not)."""
+
+    def page(
+        self,
+        account_id: UUID,
+        *,
+        from_date: date | None,
+        to_date: date | None,
+        after: StatementCursor | None,
+        limit: int,
+    ) -> list[tuple[StatementCursor, Transaction]]:
+        """The account's transactions in statement order (transaction date, then posting order), dates
+        within [from_date, to_date] when given, strictly after `after` when given, at most `limit`."""
+
+    def owed_before(self, account_id: UUID, before: StatementCursor) -> Decimal:
+        """How much the transactions before that place in the statement add to what is owed
+        (the sum of each one's `owed_change`): a statement page's opening balance, polarity aside."""
+
+    def differences(self) -> Iterator[LedgerDifference]:
+        """Every account whose balance is not the sum of its transactions (with its target type's polarity)."""
+
+
 class Outbox(Protocol):
     def add(self, topic: str, event: EventEnvelope, group_id: str) -> None: ...
     def pending(self, limit: int) -> list[OutboxMessage]: ...
@@ -215,6 +266,7 @@ class UnitOfWork(Protocol):
     processed_events: ProcessedEvents
     tenures: TenureCopies
     interim: InterimRows
+    transactions: Transactions
     outbox: Outbox
     deliveries: InterimDeliveries
     dead_letters: DeadLetters

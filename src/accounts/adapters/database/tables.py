@@ -200,3 +200,29 @@ interim_sinks = sa.Table(
     sa.Column("last_delivered_at", Timestamp),
     sa.Column("last_error", sa.Text),
 )
+
+# The activity ledger: every transaction ever posted to an account, never changed once written.
+# `position` is the posting order (the database's own counter); a statement lists an account's
+# transactions by transaction date, then posting order.
+account_transactions = sa.Table(
+    "account_transactions",
+    metadata,
+    sa.Column("position", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("id", sa.Uuid, nullable=False, unique=True),  # chosen by the client: the idempotency key
+    sa.Column("account_id", sa.Uuid, sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("transaction_type", sa.String(20), nullable=False),
+    sa.Column("amount", Money, nullable=False),
+    sa.Column("direction", sa.String(20), nullable=False),
+    sa.Column("transaction_date", sa.Date, nullable=False),
+    sa.Column("posted_at", Timestamp, nullable=False),
+    sa.Column("period_no", sa.SmallInteger, nullable=False),
+    sa.Column("financial_year", sa.SmallInteger, nullable=False),
+    sa.Column("description", sa.String(500)),
+    sa.Column("reference", sa.String(100)),
+    sa.Column("created_by", sa.String(320), nullable=False),
+    # A transaction is reversed at most once: the unique index refuses a second reversal.
+    sa.Column("reverses_id", sa.Uuid, unique=True),
+    sa.Column("balance_after", Money, nullable=False),
+    sa.Index("ix_account_transactions_statement", "account_id", "transaction_date", "position"),
+)
+STATEMENT_ORDER = (account_transactions.c.transaction_date, account_transactions.c.position)

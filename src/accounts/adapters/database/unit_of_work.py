@@ -35,6 +35,7 @@ from accounts.service.unit_of_work import (
     ProcessedEvents,
     TargetTypeRepository,
     TenureCopies,
+    Transactions,
     UnitOfWork,
 )
 
@@ -63,6 +64,7 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
     processed_events: ProcessedEvents
     tenures: TenureCopies
     interim: InterimRows
+    transactions: Transactions
     outbox: Outbox
     deliveries: InterimDeliveries
     dead_letters: DeadLetters
