@@ -13,6 +13,8 @@ from pathlib import Path
 import orjson
 import sqlalchemy as sa
 from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 
 from accounts.adapters.database import tables as t
 from accounts.adapters.database.migrate import alembic_config, migrate
@@ -222,4 +224,14 @@ def test_revision_0004_is_undone_by_dropping_the_ledger(sqlite_database: str) ->
         command.upgrade(config, "head")
         connection.commit()
         assert "account_transactions" in sa.inspect(connection).get_table_names()
+    engine.dispose()
+
+
+def test_the_migrated_schema_is_the_one_tables_declares(database_url: str) -> None:
+    """Tables, columns, types, keys and indexes: what the migrations build is what the code reads and writes."""
+    migrate(database_url)
+    engine = sa.create_engine(database_url)
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, t.metadata) == []
     engine.dispose()
