@@ -91,6 +91,7 @@ def upgrade() -> None:
 def _open_balances() -> None:
     """One OpeningBalance for every account with a non-zero balance, a batch of accounts at a time."""
     # Imported here: the module-level import would tie every older revision to today's code.
+    from accounts.adapters.database.bulk import executemany
     from accounts.domain.ledger import opening_balance
     from accounts.domain.polarity import Polarity
 
@@ -141,8 +142,7 @@ def _open_balances() -> None:
                         "balance_after": opening.balance_after,
                     }
                 )
-        if values:
-            connection.execute(insert, values)
+        executemany(connection, insert, values)  # straight to the driver (COPY on PostgreSQL)
         last = rows[-1].id
 
 
