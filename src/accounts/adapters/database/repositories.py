@@ -1,7 +1,7 @@
 """The repositories: SQLAlchemy Core, set-based by design, the one implementation of every storage rule.
 
 The account side (accounts, serials, tenure copies, processed events, interim rows and
-their pending marks, the outbox) reads through memory and writes at commit (see
+their pending marks, the ledger's transactions, the outbox) reads through memory and writes at commit (see
 `journal.py`): what a unit of work will ask for may be read ahead in a few `IN (...)`
 queries (`read_ahead`), anything else is read when first asked for and remembered, and
 its writes go out together at commit with one `executemany` per statement. An API request
