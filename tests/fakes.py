@@ -16,7 +16,7 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from types import TracebackType
 from typing import Any
@@ -26,8 +26,9 @@ from accounts.adapters.database.rows import account_json, outbox_values
 from accounts.domain.account import Account, AccountType, oldest_first, wire_view
 from accounts.domain.events import EventEnvelope
 from accounts.domain.interim import InterimRow
+from accounts.domain.ledger import Transaction
 from accounts.domain.payment_reference import FIRST_SERIAL
-from accounts.domain.polarity import DEFAULT_TARGET_TYPES, TargetType
+from accounts.domain.polarity import DEFAULT_TARGET_TYPES, ZERO, Polarity, TargetType
 from accounts.domain.tenure import TenureRecord
 from accounts.service.ports import (
     ACCOUNTS_TOPIC,
@@ -45,10 +46,12 @@ from accounts.service.unit_of_work import (
     InterimDeliveries,
     InterimRows,
     InterimSource,
+    LedgerDifference,
     Outbox,
     OutboxMessage,
     PaymentReferenceSerials,
     ProcessedEvents,
+    StatementCursor,
     TargetTypeRepository,
     TenureCopies,
     Transactions,
@@ -91,6 +94,10 @@ class State:
     sinks: dict[str, _Sink] = field(default_factory=dict)
     outbox: list[_Outboxed] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    # The ledger, in posting order: id -> (position, transaction); and reversed id -> its Reversal's id.
+    transactions: dict[UUID, tuple[int, Transaction]] = field(default_factory=dict)
+    reversals: dict[UUID, UUID] = field(default_factory=dict)
+    next_position: int = 1
 
     def copy(self) -> State:
         return State(
@@ -104,6 +111,9 @@ class State:
             dict(self.sinks),
             list(self.outbox),
             list(self.dead_letters),
+            dict(self.transactions),
+            dict(self.reversals),
+            self.next_position,
         )
 
     def check_unique(self) -> None:
@@ -203,6 +213,7 @@ class FakeUnitOfWork(UnitOfWork):
         self.view = self.database.snapshot()
         self.changes: list[_Change] = []
         self.changed_accounts: dict[UUID, None] = {}  # added or updated here, in order
+        self.posted: list[Transaction] = []  # transactions added here, in order
         self.holds_serials = False
         self.accounts = FakeAccounts(self)
         self.target_types = FakeTargetTypes(self)
@@ -210,6 +221,7 @@ class FakeUnitOfWork(UnitOfWork):
         self.processed_events = FakeProcessedEvents(self)
         self.tenures = FakeTenureCopies(self)
         self.interim = FakeInterimRows(self)
+        self.transactions = FakeTransactions(self)
         self.outbox = FakeOutbox(self)
         self.deliveries = FakeDeliveries(self)
         self.dead_letters = FakeDeadLetters(self)
@@ -237,13 +249,14 @@ class FakeUnitOfWork(UnitOfWork):
     @contextlib.contextmanager
     def savepoint(self) -> Iterator[None]:
         view, kept, held = self.view.copy(), len(self.changes), self.holds_serials
-        changed = dict(self.changed_accounts)
+        changed, posted = dict(self.changed_accounts), len(self.posted)
         try:
             yield
         except BaseException:
             self.view = view
             del self.changes[kept:]
             self.changed_accounts = changed
+            del self.posted[posted:]
             if self.holds_serials and not held:  # the counter was read inside: as it is (still held) now
                 view.next_serial = self.database.state.next_serial
             raise
@@ -457,6 +470,84 @@ class FakeInterimRows:
 
     def registered_sinks(self) -> list[str]:
         return sorted(self.uow.view.sinks)
+
+
+class FakeTransactions:
+    """The ledger in the view, in posting order; the unique id, the one reversal and the account guarded at commit."""
+
+    def __init__(self, uow: FakeUnitOfWork) -> None:
+        self.uow = uow
+
+    def get(self, transaction_id: UUID) -> Transaction | None:
+        entry = self.uow.view.transactions.get(transaction_id)
+        return None if entry is None else entry[1]
+
+    def reversal_of(self, transaction_id: UUID) -> Transaction | None:
+        reversal_id = self.uow.view.reversals.get(transaction_id)
+        return None if reversal_id is None else self.get(reversal_id)
+
+    def add(self, transaction: Transaction) -> None:
+        def write(state: State) -> None:
+            state.transactions[transaction.id] = (state.next_position, transaction)
+            state.next_position += 1
+            if transaction.reverses_id is not None:
+                state.reversals[transaction.reverses_id] = transaction.id
+
+        def guard(state: State) -> None:
+            # As the database's keys: the id, one reversal per transaction, and the account it names.
+            if transaction.id in state.transactions:
+                raise ConcurrencyConflict(f"transaction {transaction.id} was posted already")
+            if transaction.reverses_id is not None and transaction.reverses_id in state.reversals:
+                raise ConcurrencyConflict(f"transaction {transaction.reverses_id} was reversed already")
+            if transaction.account_id not in state.accounts:
+                raise ConcurrencyConflict(f"account {transaction.account_id} is not stored")
+
+        self.uow.keep(write, guard)
+        self.uow.posted.append(transaction)
+
+    def posted(self) -> list[Transaction]:
+        return list(self.uow.posted)
+
+    def _statement(self, account_id: UUID) -> list[tuple[StatementCursor, Transaction]]:
+        found = [
+            (StatementCursor(transaction.transaction_date, position), transaction)
+            for position, transaction in self.uow.view.transactions.values()
+            if transaction.account_id == account_id
+        ]
+        return sorted(found, key=lambda entry: entry[0])
+
+    def page(
+        self,
+        account_id: UUID,
+        *,
+        from_date: date | None,
+        to_date: date | None,
+        after: StatementCursor | None,
+        limit: int,
+    ) -> list[tuple[StatementCursor, Transaction]]:
+        return [
+            (place, transaction)
+            for place, transaction in self._statement(account_id)
+            if (from_date is None or place.transaction_date >= from_date)
+            and (to_date is None or place.transaction_date <= to_date)
+            and (after is None or place > after)
+        ][:limit]
+
+    def owed_before(self, account_id: UUID, before: StatementCursor) -> Decimal:
+        owed = sum((t.owed_change for place, t in self._statement(account_id) if place < before), ZERO)
+        return owed + ZERO
+
+    def differences(self) -> Iterator[LedgerDifference]:
+        view = self.uow.view
+        owed: dict[UUID, Decimal] = {}
+        for _, transaction in view.transactions.values():
+            owed[transaction.account_id] = owed.get(transaction.account_id, ZERO) + transaction.owed_change
+        for account, _ in list(view.accounts.values()):
+            ledger_owed = owed.get(account.id, ZERO)
+            polarity = view.target_types[account.target_type].polarity
+            ledger = (-ledger_owed if polarity is Polarity.NEGATIVE_IS_ARREARS else ledger_owed) + ZERO
+            if ledger != account.account_balance:
+                yield LedgerDifference(account.id, account.account_balance, ledger)
 
 
 class FakeOutbox:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import uuid
 from datetime import UTC, datetime
@@ -11,9 +12,12 @@ from pathlib import Path
 
 import orjson
 import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 
 from accounts.adapters.database import tables as t
-from accounts.adapters.database.migrate import migrate
+from accounts.adapters.database.migrate import alembic_config, migrate
 from accounts.adapters.database.repositories import account_values
 from accounts.bootstrap import bootstrap
 from accounts.domain.account import (
@@ -25,6 +29,8 @@ from accounts.domain.account import (
     RentGroupType,
     TenureTypeRef,
 )
+from accounts.domain.ledger import Direction, TransactionType
+from accounts.domain.payment_reference import from_serial
 from tests.conftest import make_settings
 
 
@@ -124,3 +130,108 @@ def test_accounts_stored_before_revision_0003_are_read_as_before(database_url: s
         assert listed == [str(account.id) for account in accounts]
     finally:
         application.close()
+
+
+_serials = itertools.count(100_000_000)
+
+
+def _account_at(balance: str, target_type: str = "Tenure", **overrides: object) -> Account:
+    at = datetime(2025, 4, 7, 9, 30, tzinfo=UTC)
+    values: dict[str, object] = {
+        "id": uuid.uuid4(),
+        "target_type": target_type,
+        "target_id": uuid.uuid4(),
+        "account_type": AccountType.MASTER,
+        "payment_reference": from_serial(next(_serials)),
+        "created_by": "Finance Officer",
+        "created_at": at,
+        "last_updated_by": "Finance Officer",
+        "last_updated_at": at,
+        "account_balance": Decimal(balance),
+    }
+    values.update(overrides)
+    return Account(**values)  # type: ignore[arg-type]
+
+
+def test_revision_0004_opens_every_stored_balance_in_the_ledger(database_url: str, tmp_path: Path) -> None:
+    """Each non-zero balance becomes one OpeningBalance of that balance; the ledger then explains every account."""
+    migrate(database_url, "0003")
+    balances = {  # (target type, balance): a Tenure owes on a negative balance, a HousingBenefit recovery on a positive
+        "owing": ("Tenure", "-1234.50"),
+        "in credit": ("Tenure", "20.01"),
+        "settled": ("Tenure", "0.00"),
+        "recovery owing": ("HousingBenefit", "300.00"),
+        "recovery in credit": ("HousingBenefit", "-0.01"),
+        "largest": ("Licensing", "-999999999999.99"),
+    }
+    named = {name: _account_at(balance, target_type) for name, (target_type, balance) in balances.items()}
+    # More accounts than the migration reads at once.
+    many = [_account_at("1.00" if n % 2 else "0.00") for n in range(5_003)]
+    engine = sa.create_engine(database_url)
+    with engine.begin() as connection:
+        rows = [account_values(account, Decimal("0.00")) for account in [*named.values(), *many]]
+        connection.execute(sa.insert(t.accounts), rows)
+    engine.dispose()
+
+    before = datetime.now(UTC)
+    migrate(database_url)
+
+    application = bootstrap(make_settings(database_url, tmp_path))
+    try:
+        with application.uow(read_only=True) as unit:
+            assert list(unit.transactions.differences()) == []
+            ledgers = {
+                account.id: unit.transactions.page(account.id, from_date=None, to_date=None, after=None, limit=10)
+                for account in named.values()
+            }
+    finally:
+        application.close()
+
+    for name, account in named.items():
+        ledger = [transaction for _, transaction in ledgers[account.id]]
+        if account.account_balance == 0:
+            assert ledger == [], name
+            continue
+        (opening,) = ledger
+        assert opening.transaction_type is TransactionType.OPENING_BALANCE, name
+        assert opening.balance_after == account.account_balance, name
+        assert opening.amount == abs(account.account_balance), name
+        assert opening.created_by == "migration" and opening.reverses_id is None
+        assert opening.posted_at.tzinfo is not None and before <= opening.posted_at <= datetime.now(UTC)
+        assert opening.transaction_date == opening.posted_at.date()
+    owing_more = {name: ledgers[named[name].id][0][1].direction for name in ("owing", "recovery owing", "in credit")}
+    assert owing_more == {
+        "owing": Direction.INCREASE_OWED,
+        "recovery owing": Direction.INCREASE_OWED,
+        "in credit": Direction.REDUCE_OWED,
+    }
+    engine = sa.create_engine(database_url)
+    with engine.connect() as connection:
+        opened = connection.execute(sa.select(t.account_transactions.c.account_id)).scalars().all()
+    engine.dispose()
+    assert sorted(opened) == sorted(a.id for a in [*named.values(), *many] if a.account_balance != 0)
+
+
+def test_revision_0004_is_undone_by_dropping_the_ledger(sqlite_database: str) -> None:
+    migrate(sqlite_database)
+    engine = sa.create_engine(sqlite_database)
+    with engine.connect() as connection:
+        config = alembic_config(sqlite_database)
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0003")
+        connection.commit()
+        assert "account_transactions" not in sa.inspect(connection).get_table_names()
+        command.upgrade(config, "head")
+        connection.commit()
+        assert "account_transactions" in sa.inspect(connection).get_table_names()
+    engine.dispose()
+
+
+def test_the_migrated_schema_is_the_one_tables_declares(database_url: str) -> None:
+    """Tables, columns, types, keys and indexes: what the migrations build is what the code reads and writes."""
+    migrate(database_url)
+    engine = sa.create_engine(database_url)
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, t.metadata) == []
+    engine.dispose()

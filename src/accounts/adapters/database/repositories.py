@@ -1,7 +1,7 @@
 """The repositories: SQLAlchemy Core, set-based by design, the one implementation of every storage rule.
 
 The account side (accounts, serials, tenure copies, processed events, interim rows and
-their pending marks, the outbox) reads through memory and writes at commit (see
+their pending marks, the ledger's transactions, the outbox) reads through memory and writes at commit (see
 `journal.py`): what a unit of work will ask for may be read ahead in a few `IN (...)`
 queries (`read_ahead`), anything else is read when first asked for and remembered, and
 its writes go out together at commit with one `executemany` per statement. An API request
@@ -21,7 +21,7 @@ writes writes what memory kept first (`Memory.execute`), so it always sees it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -43,18 +43,29 @@ from accounts.adapters.database.rows import (
     processed_values,
     tenure_from_row,
     tenure_values,
+    transaction_from_row,
+    transaction_values,
 )
 from accounts.domain.account import Account, AccountType, oldest_first
 from accounts.domain.events import EventEnvelope
 from accounts.domain.interim import InterimRow
+from accounts.domain.ledger import Direction, Transaction
 from accounts.domain.payment_reference import LAST_SERIAL, SERIAL_DIGITS, serial_of
 from accounts.domain.polarity import Polarity, TargetType
 from accounts.domain.tenure import TenureRecord
-from accounts.service.unit_of_work import ConcurrencyConflict, DeadLetter, InterimSource, OutboxMessage
+from accounts.service.unit_of_work import (
+    ConcurrencyConflict,
+    DeadLetter,
+    InterimSource,
+    LedgerDifference,
+    OutboxMessage,
+    StatementCursor,
+)
 
 __all__ = ["PRN_COUNTER", "account_values"]  # the benchmarks' seeding writes accounts as the repositories do
 
 PRN_COUNTER = "prn"
+_STREAM_ROWS = 2_000  # rows a batch, reading the interim rows for a rewrite or the ledger's differences
 # References read at once when the allocator asks whether one is taken: it asks for consecutive serials.
 REFERENCE_RANGE = 256
 
@@ -149,6 +160,57 @@ _CLEAR_PENDING = t.interim_pending.delete().where(
     _pending.version <= sa.bindparam("delivered_version"),
 )
 _INSERT_OUTBOX = t.outbox.insert()
+
+_ledger = t.account_transactions.c
+_TRANSACTION = sa.select(t.account_transactions).where(_ledger.id == sa.bindparam("id"))
+_REVERSAL = sa.select(t.account_transactions).where(_ledger.reverses_id == sa.bindparam("id"))
+_INSERT_TRANSACTION = t.account_transactions.insert()
+_statement_place = sa.tuple_(*t.STATEMENT_ORDER)
+
+
+def _cents(money: Any) -> Any:
+    """Money as a whole number of pence, in SQL: sums of it are exact on both databases (SQLite keeps
+    NUMERIC as a binary number, and a million of them summed as such could drift off the penny)."""
+    return sa.cast(sa.func.round(money * 100), sa.BigInteger)
+
+
+# Each transaction's change to what is owed, in pence: + IncreaseOwed, - ReduceOwed.
+_OWED_CHANGE = sa.case(
+    (_ledger.direction == Direction.INCREASE_OWED.value, _cents(_ledger.amount)), else_=-_cents(_ledger.amount)
+)
+_OWED_BEFORE = sa.select(sa.func.coalesce(sa.func.sum(_OWED_CHANGE), 0)).where(
+    _ledger.account_id == sa.bindparam("account_id"),
+    _statement_place
+    < sa.tuple_(sa.bindparam("transaction_date", type_=sa.Date), sa.bindparam("position", type_=sa.Integer)),
+)
+
+
+def _differences() -> sa.Select[Any]:
+    """Every account whose balance in pence is not its ledger's, in one pass over the ledger: its rows
+    summed by account (the statement index gives them account by account, no sort), joined to the accounts."""
+    owed = (
+        sa.select(_ledger.account_id, sa.func.sum(_OWED_CHANGE).label("owed"))
+        .group_by(_ledger.account_id)
+        .subquery("ledger")
+    )
+    a, types = t.accounts.c, t.target_types.c
+    owed_cents = sa.func.coalesce(owed.c.owed, 0)
+    ledger_cents = sa.case((types.polarity == Polarity.NEGATIVE_IS_ARREARS.value, -owed_cents), else_=owed_cents)
+    return (
+        sa.select(a.id, a.account_balance, ledger_cents.label("ledger_cents"))
+        .select_from(
+            t.accounts.join(t.target_types, types.name == a.target_type).outerjoin(owed, owed.c.account_id == a.id)
+        )
+        .where(_cents(a.account_balance) != ledger_cents)
+    )
+
+
+_DIFFERENCES = _differences()
+
+
+def _pounds(cents: Any) -> Decimal:
+    """A sum in pence as money: two places, never -0.00."""
+    return Decimal(int(cents)).scaleb(-2) + Decimal("0.00")
 
 
 def _expect_rows(changed: int, expected: int, what: str) -> None:
@@ -567,6 +629,105 @@ class SqlInterimRows:
             executemany(self.connection, _PENDING_UPSERTS[self.connection.dialect.name], marks)
 
 
+class SqlTransactions:
+    """The ledger: transactions by id and by what they reverse in memory; added ones written at commit, in order.
+
+    Nothing is ever updated, so nothing is guarded by a version: the unique keys (the id, one
+    reversal per transaction) refuse a duplicate at commit, a ConcurrencyConflict. The statement
+    queries (`page`, `owed_before`, `differences`) read the database, what was kept written first.
+    """
+
+    def __init__(self, memory: Memory) -> None:
+        self.memory = memory
+        self.connection = memory.connection
+        self.journal = memory.journal
+        self._known: dict[UUID, Transaction | None] = {}  # by id: read, or added here (None: no such)
+        self._reversals: dict[UUID, Transaction | None] = {}  # by the id it reverses
+        self._posted: list[Transaction] = []  # added here, in posting order
+        self._written = 0  # how many of them are in the database
+        memory.keeps_writes(self)
+
+    def _remember(self, row: sa.Row[Any]) -> Transaction:
+        found = transaction_from_row(row)
+        self._known.setdefault(found.id, found)
+        if found.reverses_id is not None:
+            self._reversals.setdefault(found.reverses_id, found)
+        return found
+
+    def get(self, transaction_id: UUID) -> Transaction | None:
+        if transaction_id not in self._known:
+            row = self.connection.execute(_TRANSACTION, {"id": transaction_id}).first()
+            if row is None:
+                self._known[transaction_id] = None
+            else:
+                self._remember(row)
+        return self._known[transaction_id]
+
+    def reversal_of(self, transaction_id: UUID) -> Transaction | None:
+        if transaction_id not in self._reversals:
+            row = self.connection.execute(_REVERSAL, {"id": transaction_id}).first()
+            if row is None:
+                self._reversals[transaction_id] = None
+            else:
+                self._remember(row)
+        return self._reversals[transaction_id]
+
+    def add(self, transaction: Transaction) -> None:
+        journal = self.journal
+        journal.set(self._known, transaction.id, transaction)
+        if transaction.reverses_id is not None:
+            journal.set(self._reversals, transaction.reverses_id, transaction)
+        journal.append(self._posted, transaction)
+
+    def posted(self) -> list[Transaction]:
+        return list(self._posted)
+
+    def dirty(self) -> bool:
+        return len(self._posted) > self._written
+
+    def flush(self) -> None:
+        rows = [transaction_values(transaction) for transaction in self._posted[self._written :]]
+        executemany(self.connection, _INSERT_TRANSACTION, rows)  # in order: `position` is the posting order
+        self._written = len(self._posted)
+
+    def page(
+        self,
+        account_id: UUID,
+        *,
+        from_date: date | None,
+        to_date: date | None,
+        after: StatementCursor | None,
+        limit: int,
+    ) -> list[tuple[StatementCursor, Transaction]]:
+        query = sa.select(t.account_transactions).where(_ledger.account_id == account_id)
+        if from_date is not None:
+            query = query.where(_ledger.transaction_date >= from_date)
+        if to_date is not None:
+            query = query.where(_ledger.transaction_date <= to_date)
+        if after is not None:
+            place = sa.tuple_(sa.literal(after.transaction_date, sa.Date), sa.literal(after.position, sa.Integer))
+            query = query.where(_statement_place > place)
+        query = query.order_by(*t.STATEMENT_ORDER).limit(limit)
+        return [
+            (StatementCursor(row.transaction_date, row.position), transaction_from_row(row))
+            for row in self.memory.execute(query)
+        ]
+
+    def owed_before(self, account_id: UUID, before: StatementCursor) -> Decimal:
+        parameters = {
+            "account_id": account_id,
+            "transaction_date": before.transaction_date,
+            "position": before.position,
+        }
+        return _pounds(self.memory.execute(_OWED_BEFORE, parameters).scalar_one())
+
+    def differences(self) -> Iterator[LedgerDifference]:
+        query = _DIFFERENCES.execution_options(yield_per=_STREAM_ROWS)
+        for row in self.memory.execute(query):
+            balance = Decimal(row.account_balance).quantize(Decimal("0.01"))
+            yield LedgerDifference(row.id, balance, _pounds(row.ledger_cents))
+
+
 class SqlOutbox:
     """Events are kept with the change and written at commit; the relay reads and marks them in its own transactions."""
 
@@ -610,8 +771,6 @@ class SqlOutbox:
 
 
 # The delivery side ------------------------------------------------------------------------
-
-_STREAM_ROWS = 2_000  # rows a batch, reading the interim rows for a rewrite
 
 
 class SqlInterimDeliveries:

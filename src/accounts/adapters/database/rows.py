@@ -1,4 +1,4 @@
-"""Rows and domain values: how an account, an event and an interim row are stored, and read back.
+"""Rows and domain values: how an account, an event, an interim row and a transaction are stored, and read back.
 
 The one place each stored shape is written down; the repositories and the benchmarks' seeding use it.
 """
@@ -28,6 +28,7 @@ from accounts.domain.account import (
 )
 from accounts.domain.events import EventEnvelope
 from accounts.domain.interim import ROW_FIELDS, InterimRow
+from accounts.domain.ledger import Direction, Transaction, TransactionType
 from accounts.domain.tenure import TenureRecord
 
 
@@ -173,6 +174,50 @@ def tenure_values(record: TenureRecord, at: datetime) -> dict[str, Any]:
 
 def interim_values(row: InterimRow) -> dict[str, Any]:
     return {name: getattr(row, name) for name in ROW_FIELDS}
+
+
+def transaction_values(transaction: Transaction) -> dict[str, Any]:
+    """A transaction's row, less `position`: the database numbers rows in the order they are written."""
+    return {
+        "id": transaction.id,
+        "account_id": transaction.account_id,
+        "transaction_type": transaction.transaction_type.value,
+        "amount": transaction.amount,
+        "direction": transaction.direction.value,
+        "transaction_date": transaction.transaction_date,
+        "posted_at": transaction.posted_at,
+        "period_no": transaction.period_no,
+        "financial_year": transaction.financial_year,
+        "description": transaction.description,
+        "reference": transaction.reference,
+        "created_by": transaction.created_by,
+        "reverses_id": transaction.reverses_id,
+        "balance_after": transaction.balance_after,
+    }
+
+
+_CENT = Decimal("0.01")
+
+
+def transaction_from_row(row: sa.Row[Any]) -> Transaction:
+    """A row of `select(account_transactions)`: money to two places (SQLite keeps it as a binary
+    number), `posted_at` made UTC (SQLite hands it back naive)."""
+    return Transaction(
+        id=row.id,
+        account_id=row.account_id,
+        transaction_type=TransactionType(row.transaction_type),
+        amount=Decimal(row.amount).quantize(_CENT),
+        direction=Direction(row.direction),
+        transaction_date=row.transaction_date,
+        posted_at=aware(row.posted_at),  # type: ignore[arg-type]
+        period_no=row.period_no,
+        financial_year=row.financial_year,
+        description=row.description,
+        reference=row.reference,
+        created_by=row.created_by,
+        reverses_id=row.reverses_id,
+        balance_after=Decimal(row.balance_after).quantize(_CENT),
+    )
 
 
 def processed_values(event: EventEnvelope, outcome: str, at: datetime) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from accounts.adapters.database.repositories import (
     SqlProcessedEvents,
     SqlTargetTypeRepository,
     SqlTenureCopies,
+    SqlTransactions,
 )
 from accounts.service.ports import TransientError
 from accounts.service.unit_of_work import (
@@ -92,12 +93,13 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
         except BaseException:
             self.turn.close()
             raise
-        # In the order their writes go out at commit: an account's row before its interim row.
+        # In the order their writes go out at commit: an account's row before its interim row and its transactions.
         self.memory = memory = Memory(connection)
         self.payment_references = SqlPaymentReferenceSerials(memory)
         self.tenures = self._tenures = SqlTenureCopies(memory)
         self.accounts = self._accounts = SqlAccountRepository(memory)
         self.interim = self._interim = SqlInterimRows(memory, self._accounts.added)
+        self.transactions = SqlTransactions(memory)  # after the accounts: a transaction's row names its account
         self.outbox = SqlOutbox(memory)
         self.processed_events = self._processed = SqlProcessedEvents(memory)
         self.target_types = SqlTargetTypeRepository(memory)
