@@ -19,6 +19,7 @@ from accounts.adapters.sinks.delivery_lock import DeliveryLocks
 from accounts.domain.tenure import RentGroupMap
 from accounts.service.accounts import AccountService
 from accounts.service.interim_sync import InterimSync
+from accounts.service.ledger import LedgerService
 from accounts.service.listener import FinanceListener, Flag, RetryPolicy
 from accounts.service.outbox_relay import OutboxRelay
 from accounts.service.ports import AccountReads, InterimSink, MessageBroker, TenureSource
@@ -99,6 +100,7 @@ class Application:
     tenure_events: TenureEventHandler
     interim: InterimSync
     reads: AccountReads
+    ledger: LedgerService
     sinks: list[InterimSink] = field(default_factory=list)
     # Units of work as the services get them: the database's, or those handed to `bootstrap` (fakes, in the
     # service's unit tests); None: the database's on `engine` (an engine replaced by a test is then used).
@@ -227,6 +229,7 @@ def bootstrap(
         tenure_events,
         interim,
         reads,
+        LedgerService(uow_factory),
         sinks,
         uow_factory if given else None,
         broker_factory=broker_factory,

@@ -144,8 +144,8 @@ def test_a_change_is_stored_as_a_new_version_and_announced_with_what_changed(fak
     )
     assert did_change and changed.version == 2 and changed.last_updated_by == CLERK.label
     assert fakes.app.accounts.get(account.id) == changed
-    updated = events_in_outbox(fakes)[-1]
-    assert updated["eventType"] == "AccountUpdatedEvent"
+    updated, posted = events_in_outbox(fakes)[-2:]  # a balance set is explained by an Adjustment in the ledger
+    assert (updated["eventType"], posted["eventType"]) == ("AccountUpdatedEvent", "AccountTransactionPostedEvent")
     old_data, new_data = updated["eventData"]["oldData"], updated["eventData"]["newData"]  # type: ignore[index]
     assert (old_data["accountBalance"], new_data["accountBalance"]) == (0, -12.34)
     assert (old_data["lastUpdatedBy"], new_data["lastUpdatedBy"]) == (OFFICER.label, CLERK.label)
@@ -231,15 +231,16 @@ def test_what_an_account_raised_in_a_unit_of_work_is_written_at_its_commit_in_or
     )
     with fakes.app.uow() as uow:
         account = create_account(uow, a_tenure_master(), opening)
-        account = change_account(uow, account, {"account_balance": Decimal("-5.00")}, paying)
-        account = change_account(uow, account, {"account_balance": Decimal("-7.50")}, paying)
+        account = change_account(uow, account, {"agreement_type": "Changed once"}, paying)
+        account = change_account(uow, account, {"agreement_type": "Changed twice"}, paying)
         assert uow.outbox.count_pending() == 0 and uow.interim.by_account(account.id) is None  # not before commit
         uow.commit()
 
     events = events_in_outbox(fakes)
     assert [e["eventType"] for e in events] == ["AccountCreatedEvent", "AccountUpdatedEvent", "AccountUpdatedEvent"]
     assert [e["correlationId"] for e in events] == [str(opening.correlation_id), *[str(paying.correlation_id)] * 2]
-    assert [e["eventData"]["newData"]["accountBalance"] for e in events] == [0, -5, -7.5]  # type: ignore[index]
+    agreements = [e["eventData"]["newData"]["agreementType"] for e in events]  # type: ignore[index]
+    assert agreements == ["Master Account", "Changed once", "Changed twice"]
     with fakes.app.uow(read_only=True) as uow:
         assert uow.deliveries.pending("fake", 10) == [(account.payment_reference, 1)]
 

@@ -14,11 +14,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from accounts.domain import payment_reference
 from accounts.domain.errors import ImmutableField, ValidationProblem
+
+if TYPE_CHECKING:
+    from accounts.domain.ledger import Transaction
 
 MONEY_PLACES = Decimal("0.01")
 MONEY_LIMIT = Decimal("1000000000000")  # NUMERIC(14,2): twelve digits before the point
@@ -93,6 +96,8 @@ class AccountChanged:
 
     before: Account | None
     change: Change
+    # The ledger transaction that made the change (its balance), if one did.
+    posted: Transaction | None = None
 
 
 @dataclass(frozen=True)
@@ -168,15 +173,18 @@ class Account:
     raised: tuple[AccountChanged, ...] = field(default=(), compare=False, repr=False)
 
     @classmethod
-    def opened(cls, change: Change, **fields: Any) -> Account:
-        """A new account, opened by `change.actor`, raising `AccountChanged` (its created event and row)."""
+    def opened(cls, change: Change, posted: Transaction | None = None, **fields: Any) -> Account:
+        """A new account, opened by `change.actor`, raising `AccountChanged` (its created event and row).
+
+        `posted`: the OpeningBalance of an account opened with a balance.
+        """
         label = change.actor.label
         return cls(
             created_by=label,
             created_at=change.at,
             last_updated_by=label,
             last_updated_at=change.at,
-            raised=(AccountChanged(None, change),),
+            raised=(AccountChanged(None, change, posted),),
             **fields,
         )
 
@@ -211,11 +219,14 @@ class Account:
             return self
         return dataclasses.replace(candidate, last_updated_by=actor.label, last_updated_at=at, version=self.version + 1)
 
-    def change(self, change: Change, **changes: Any) -> Account:
-        """`changed`, raising `AccountChanged` (its updated event and row); the same account when nothing differs."""
+    def change(self, change: Change, posted: Transaction | None = None, **changes: Any) -> Account:
+        """`changed`, raising `AccountChanged` (its updated event and row); the same account when nothing differs.
+
+        `posted`: the ledger transaction that moved the balance to the one in `changes`.
+        """
         new = self.changed(change.actor, change.at, **changes)
         if new is not self:
-            object.__setattr__(new, "raised", (*self.raised, AccountChanged(self, change)))
+            object.__setattr__(new, "raised", (*self.raised, AccountChanged(self, change, posted)))
         return new
 
     def versions_raised(self) -> list[tuple[AccountChanged, Account]]:

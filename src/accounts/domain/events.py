@@ -11,7 +11,9 @@ from uuid import UUID, uuid4
 
 import orjson
 
-from accounts.domain.account import Account, Actor, wire_difference, wire_view
+from accounts.domain.account import Account, Actor, Change, wire_difference, wire_view
+from accounts.domain.ledger import Transaction
+from accounts.domain.ledger import to_wire as transaction_to_wire
 
 TENURE_CREATED = "TenureCreatedEvent"
 TENURE_UPDATED = "TenureUpdatedEvent"
@@ -21,6 +23,7 @@ TENURE_EVENT_TYPES = (TENURE_CREATED, TENURE_UPDATED, PERSON_ADDED, PERSON_REMOV
 
 ACCOUNT_CREATED = "AccountCreatedEvent"
 ACCOUNT_UPDATED = "AccountUpdatedEvent"
+TRANSACTION_POSTED = "AccountTransactionPostedEvent"
 
 
 class MalformedEvent(ValueError):
@@ -201,8 +204,24 @@ def account_updated(old: Account, new: Account, actor: Actor, correlation_id: UU
     return _account_event(ACCOUNT_UPDATED, new, actor, correlation_id, at, old_data, new_data)
 
 
+def transaction_posted(account: Account, transaction: Transaction, change: Change) -> EventEnvelope:
+    """A transaction posted to the account's ledger: the whole transaction, as the API answers it."""
+    return _account_event(
+        TRANSACTION_POSTED,
+        account,
+        change.actor,
+        change.correlation_id,
+        change.at,
+        None,
+        transaction_to_wire(transaction),
+    )
+
+
 def account_events(account: Account) -> list[EventEnvelope]:
-    """What the account raised (`Account.opened`, `Account.change`) as the events the outbox carries, oldest first."""
+    """What the account raised (`Account.opened`, `Account.change`) as the events the outbox carries, oldest first.
+
+    A change made by a ledger posting carries the account's event, then the posting's.
+    """
     events = []
     for raised, version in account.versions_raised():
         change = raised.change
@@ -210,4 +229,6 @@ def account_events(account: Account) -> list[EventEnvelope]:
             events.append(account_created(version, change.actor, change.correlation_id, change.at))
         else:
             events.append(account_updated(raised.before, version, change.actor, change.correlation_id, change.at))
+        if raised.posted is not None:
+            events.append(transaction_posted(version, raised.posted, change))
     return events

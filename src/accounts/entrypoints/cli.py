@@ -334,6 +334,28 @@ def cmd_interim_reconcile(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ledger_verify(settings: Settings, args: argparse.Namespace) -> int:
+    from accounts.bootstrap import bootstrap
+
+    application = bootstrap(settings)
+    try:
+        differences = list(application.ledger.verify())
+    finally:
+        application.close()
+    for difference in differences[: args.limit]:
+        print(
+            f"account {difference.account_id}: balance {difference.account_balance}, "
+            f"its transactions add up to {difference.ledger_balance}"
+        )
+    if len(differences) > args.limit:
+        print(f"... and {len(differences) - args.limit} more")
+    if differences:
+        print(f"{len(differences)} account(s) whose balance is not the sum of their transactions")
+        return 1
+    print("every account's balance is the sum of its transactions")
+    return 0
+
+
 def _safe_url(url: str) -> str:
     """A URL fit for a log line: no password."""
     from sqlalchemy.engine import make_url
@@ -397,6 +419,13 @@ def build_parser() -> argparse.ArgumentParser:
     check = interim.add_parser("reconcile", help="compare the accounts with the workbook and the interim database")
     check.add_argument("--limit", type=int, default=200, help="print at most this many differences")
     check.set_defaults(handler=cmd_interim_reconcile)
+
+    ledger = commands.add_parser("ledger", help="the accounts' activity ledger").add_subparsers(
+        dest="ledger_command", required=True
+    )
+    verify = ledger.add_parser("verify", help="check every balance is the sum of its account's transactions")
+    verify.add_argument("--limit", type=int, default=50, help="list at most this many accounts that differ")
+    verify.set_defaults(handler=cmd_ledger_verify)
     return parser
 
 

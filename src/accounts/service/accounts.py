@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
-from accounts.domain import payment_reference
+from accounts.domain import ledger, payment_reference
 from accounts.domain.account import (
     Account,
     AccountStatus,
@@ -30,7 +30,7 @@ from accounts.domain.account import (
     etag,
 )
 from accounts.domain.errors import ValidationProblem
-from accounts.domain.polarity import TargetType
+from accounts.domain.polarity import ZERO, TargetType
 from accounts.service.unit_of_work import ConcurrencyConflict, UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -200,7 +200,7 @@ def etag_matches(if_match: str, account: Account) -> bool:
     return "*" in candidates or any(tag.removeprefix("W/") == current for tag in candidates)
 
 
-def _target_type(uow: UnitOfWork, name: str) -> TargetType:
+def target_type_of(uow: UnitOfWork, name: str) -> TargetType:
     target_type = uow.target_types.get(name)
     if target_type is None:
         allowed = ", ".join(t.name for t in uow.target_types.all())
@@ -244,15 +244,27 @@ def _check_rules(uow: UnitOfWork, account: Account, previous: Account | None) ->
 
 
 def create_account(uow: UnitOfWork, command: NewAccount, change: Change) -> Account:
-    target_type = _target_type(uow, command.target_type)
+    target_type = target_type_of(uow, command.target_type)
     if command.payment_reference:
         reference = payment_reference.validate(command.payment_reference)
         _check_payment_reference_free(uow, reference)
     else:
         reference = _allocate_payment_reference(uow)
+    account_id = uuid4()
+    # An account opened with a balance: the ledger opens with it (and the balance stays the sum of the ledger).
+    opening = ledger.opening_balance(
+        account_id=account_id,
+        balance=command.account_balance,
+        polarity=target_type.polarity,
+        created_by=change.actor.label,
+        posted_at=change.at,
+        transaction_date=change.at.date(),
+        transaction_id=uuid4(),
+    )
     account = Account.opened(
         change,
-        id=uuid4(),
+        opening,
+        id=account_id,
         target_type=target_type.name,
         target_id=command.target_id,
         account_type=command.account_type,
@@ -271,17 +283,65 @@ def create_account(uow: UnitOfWork, command: NewAccount, change: Change) -> Acco
     )
     _check_rules(uow, account, None)
     uow.accounts.add(account, target_type.amount_owed(account.account_balance))
+    if opening is not None:
+        uow.transactions.add(opening)
     return account
 
 
-def change_account(uow: UnitOfWork, account: Account, changes: dict[str, Any], change: Change) -> Account:
-    """The new version, stored (its event and interim row follow at commit); `account` itself when nothing changed."""
-    new = account.change(change, **changes)
+def change_account(
+    uow: UnitOfWork,
+    account: Account,
+    changes: dict[str, Any],
+    change: Change,
+    posted: ledger.Transaction | None = None,
+) -> Account:
+    """The new version, stored (its event and interim row follow at commit); `account` itself when nothing changed.
+
+    The balance is the sum of the ledger: `posted` is the transaction that moves it to the balance in
+    `changes`; without one, a changed balance (an existing client's PATCH) posts an Adjustment of the
+    difference, so it is explained in the statement all the same.
+    """
+    target_type = target_type_of(uow, account.target_type)
+    if posted is None and "account_balance" in changes:
+        posted = _adjustment(account, changes["account_balance"], target_type, change)
+    new = account.change(change, posted, **changes)
     if new is account:
         return account
-    target_type = _target_type(uow, new.target_type)
+    if new.target_type != account.target_type:
+        target_type = target_type_of(uow, new.target_type)
     if new.payment_reference != account.payment_reference:
         _check_payment_reference_free(uow, new.payment_reference)
     _check_rules(uow, new, account)
+    if posted is not None:
+        uow.transactions.add(posted)
     uow.accounts.update(new, account.version, target_type.amount_owed(new.account_balance))
     return new
+
+
+def _adjustment(account: Account, balance: Any, target_type: TargetType, change: Change) -> ledger.Transaction | None:
+    """The Adjustment that takes the account from its balance to `balance`; None when they are the same."""
+    if not isinstance(balance, Decimal) or not balance.is_finite():
+        return None  # not money: the account itself refuses it, naming the field
+    difference = balance - account.account_balance
+    if difference == ZERO:
+        return None
+    owed_more = target_type.amount_owed(difference) > ZERO
+    request = ledger.PostingRequest(
+        id=uuid4(),
+        transaction_type=ledger.TransactionType.ADJUSTMENT,
+        amount=abs(difference),
+        transaction_date=change.at.date(),
+        direction=ledger.Direction.INCREASE_OWED if owed_more else ledger.Direction.REDUCE_OWED,
+        description=f"accountBalance set from {account.account_balance} to {balance}",
+    )
+    try:
+        return ledger.post(
+            request,
+            account_id=account.id,
+            polarity=target_type.polarity,
+            balance_before=account.account_balance,
+            created_by=change.actor.label,
+            posted_at=change.at,
+        )
+    except ValidationProblem as problem:
+        raise ValidationProblem("accountBalance", problem.rule, balance) from None

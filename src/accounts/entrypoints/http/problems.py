@@ -18,7 +18,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from accounts.domain.errors import DomainError, ValidationProblem
+from accounts.domain.ledger import LedgerConflict
 from accounts.service.accounts import AccountConflict, AccountNotFound, PreconditionFailed
+from accounts.service.ledger import TransactionNotFound
 from accounts.service.ports import TransientError
 
 log = logging.getLogger(__name__)
@@ -183,7 +185,7 @@ def install(app: FastAPI) -> None:
         return problem_response(404, str(error), instance=request.url.path)
 
     async def conflict(request: Request, error: Exception) -> Response:
-        assert isinstance(error, AccountConflict)
+        assert isinstance(error, AccountConflict | LedgerConflict)
         params = [{"name": error.field, "reason": str(error)}]
         return problem_response(409, str(error), instance=request.url.path, invalid_params=params)
 
@@ -214,6 +216,8 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, domain)
     app.add_exception_handler(AccountNotFound, not_found)
     app.add_exception_handler(AccountConflict, conflict)
+    app.add_exception_handler(LedgerConflict, conflict)
+    app.add_exception_handler(TransactionNotFound, not_found)
     app.add_exception_handler(PreconditionFailed, precondition)
     app.add_exception_handler(TransientError, unavailable)
     app.add_exception_handler(StarletteHTTPException, http_error)

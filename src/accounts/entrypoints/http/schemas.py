@@ -6,8 +6,9 @@ real clients send (createdBy, ...) are accepted and ignored: the token decides w
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -31,6 +32,7 @@ from accounts.domain.account import (
     RentGroupType,
     TenureTypeRef,
 )
+from accounts.domain.ledger import POSTABLE_TYPES, Direction, PostingRequest, TransactionType
 from accounts.domain.polarity import DEFAULT_TARGET_TYPES
 from accounts.service.accounts import NewAccount
 
@@ -297,3 +299,81 @@ JSON_PATCH_SCHEMA: dict[str, Any] = {
         },
     },
 }
+
+
+# The ledger ------------------------------------------------------------------------------------
+
+# The types a client may post: Reversal has its own route, OpeningBalance is the migration's and a create's.
+PostableType = StrEnum("PostableType", {t.name: t.value for t in TransactionType if t in POSTABLE_TYPES})  # type: ignore[misc]
+
+
+def _day_text(value: Any) -> Any:
+    """A transaction date is an ISO-8601 date string (`2026-04-06`): no number, no time of day."""
+    if not isinstance(value, str) or len(value.strip()) != 10:
+        raise ValueError("must be an ISO-8601 date, such as 2026-04-06")
+    return value
+
+
+Day = Annotated[date, BeforeValidator(_day_text)]
+
+
+class TransactionIn(Wire):
+    """POST /api/v1/accounts/{id}/transactions. createdBy is accepted but the token decides it."""
+
+    id: UUID = Field(description="Chosen by the client: posting the same id again posts nothing twice")
+    transactionType: PostableType
+    amount: Money = Field(description="Greater than zero, at most two decimal places")
+    transactionDate: Day = Field(description="The day it applies; its rent week is worked out from it")
+    direction: Direction | None = Field(default=None, description="Only on an Adjustment, which requires it")
+    description: Annotated[str, StringConstraints(max_length=500), Storable] | None = None
+    reference: Annotated[str, StringConstraints(max_length=100), Storable] | None = Field(
+        default=None, description="A bank's or paypoint's reference"
+    )
+    createdBy: Text | None = Field(default=None, description="Ignored: taken from the bearer token")
+
+    def to_request(self) -> PostingRequest:
+        return PostingRequest(
+            id=self.id,
+            transaction_type=TransactionType(self.transactionType),
+            amount=self.amount,
+            transaction_date=self.transactionDate,
+            direction=self.direction,
+            description=self.description,
+            reference=self.reference,
+        )
+
+
+class ReversalIn(Wire):
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=500), Storable]
+    id: UUID | None = Field(default=None, description="The Reversal's own id; a retry with it posts nothing twice")
+
+
+class TransactionOut(BaseModel):
+    id: UUID
+    accountId: UUID
+    transactionType: TransactionType
+    amount: MoneyOut
+    direction: Direction
+    transactionDate: date
+    postedAt: datetime
+    periodNo: int = Field(description="The rent week in its rent year (1: the week of the first Monday of April)")
+    financialYear: int = Field(description="The year its rent year starts in")
+    description: str | None
+    reference: str | None
+    createdBy: str
+    reversesId: UUID | None
+    balanceAfter: MoneyOut = Field(description="The account balance after it (in a statement: in statement order)")
+
+
+class StatementOut(BaseModel):
+    accountId: UUID
+    openingBalance: MoneyOut = Field(description="The balance before the page's first transaction")
+    closingBalance: MoneyOut = Field(description="The balance after the page's last transaction")
+    transactions: list[TransactionOut]
+    nextCursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last")
+
+
+class LedgerDifferenceOut(BaseModel):
+    accountId: UUID
+    accountBalance: MoneyOut
+    ledgerBalance: MoneyOut

@@ -1,0 +1,246 @@
+"""The ledger's routes: post a transaction, reverse one, read the statement (JSON or CSV)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+import io
+from collections.abc import Callable, Iterator
+from datetime import date
+from typing import Annotated, Any
+from uuid import UUID
+
+import pydantic
+from fastapi import APIRouter, Header, Query, Request
+from starlette.responses import Response, StreamingResponse
+
+from accounts.domain.account import Actor, etag
+from accounts.domain.ledger import to_wire
+from accounts.entrypoints.http.problems import ApiProblem, problem_responses
+from accounts.entrypoints.http.reads import AccountId, authorise_read, parse_uuid
+from accounts.entrypoints.http.schemas import ReversalIn, StatementOut, TransactionIn, TransactionOut
+from accounts.service.ledger import Posted, Statement, StatementLine
+from accounts.service.unit_of_work import StatementCursor
+
+MAX_PAGE = 1000
+CSV_TYPE = "text/csv"
+CSV_COLUMNS = (
+    "transactionDate",
+    "periodNo",
+    "financialYear",
+    "transactionType",
+    "direction",
+    "amount",
+    "balanceAfter",
+    "description",
+    "reference",
+    "id",
+    "reversesId",
+    "postedAt",
+    "createdBy",
+)
+IF_MATCH = Annotated[str | None, Header(alias="If-Match", description="The account's ETag you read")]
+TransactionId = Annotated[str, Query(description="The transaction id", json_schema_extra={"format": "uuid"})]
+
+
+def encode_cursor(cursor: StatementCursor) -> str:
+    raw = f"{cursor.transaction_date.isoformat()}/{cursor.position}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(text: str) -> StatementCursor:
+    """The opaque cursor a page gave; anything else is a 400 naming `cursor`."""
+    try:
+        day, position = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode().split("/")
+        return StatementCursor(date.fromisoformat(day), int(position))
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ApiProblem(
+            400, "cursor is not one this API gave", [{"name": "cursor", "reason": "must be a nextCursor from a page"}]
+        ) from None
+
+
+def line_wire(line: StatementLine) -> dict[str, Any]:
+    return {**to_wire(line.transaction), "balanceAfter": line.balance_after}
+
+
+def statement_wire(statement: Statement) -> dict[str, Any]:
+    return {
+        "accountId": str(statement.account.id),
+        "openingBalance": statement.opening_balance,
+        "closingBalance": statement.closing_balance,
+        "transactions": [line_wire(line) for line in statement.lines],
+        "nextCursor": encode_cursor(statement.next_page) if statement.next_page else None,
+    }
+
+
+def csv_lines(pages: Iterator[Statement]) -> Iterator[str]:
+    """The whole statement as CSV, a page at a time (never held whole)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    for page in pages:
+        for line in page.lines:
+            wire = line_wire(line)
+            writer.writerow(["" if wire[name] is None else wire[name] for name in CSV_COLUMNS])
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+
+
+def wants_csv(request: Request) -> bool:
+    accepted = [part.split(";")[0].strip().lower() for part in request.headers.get("accept", "").split(",")]
+    return CSV_TYPE in accepted and "application/json" not in accepted[: accepted.index(CSV_TYPE)]
+
+
+def add_ledger_routes(
+    router: APIRouter,
+    services: Callable[[Request], Any],
+    writer: Callable[[Request], Actor],
+    correlation: Callable[[Request], UUID],
+    read_json: Callable[..., Any],
+    invalid: Callable[[pydantic.ValidationError], ApiProblem],
+    in_thread: Callable[..., Any],
+    json_response: Callable[..., Response],
+) -> None:
+    def posted_response(account_id: UUID, posted: Posted) -> Response:
+        transaction = posted.transaction
+        headers = {
+            "ETag": etag(posted.account),
+            "Location": f"/api/v1/accounts/{account_id}/transactions/{transaction.id}",
+        }
+        return json_response(to_wire(transaction), 201 if posted.created else 200, headers)
+
+    async def json_body(request: Request, what: str) -> dict[str, Any]:
+        if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+            raise ApiProblem(415, f"send the {what} as application/json")
+        body = await read_json(request)
+        if not isinstance(body, dict):
+            raise ApiProblem(400, f"the {what} must be a JSON object")
+        return body
+
+    @router.post(
+        "/accounts/{id}/transactions",
+        status_code=201,
+        response_model=TransactionOut,
+        responses={
+            200: {
+                "description": "Posted before with this id and the same content: the original",
+                "model": TransactionOut,
+            },
+            **problem_responses(400, 401, 403, 404, 409, 412, 413, 415, 503),
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": TransactionIn.model_json_schema(ref_template="#/components/schemas/{model}")
+                    }
+                },
+            }
+        },
+        summary="Post a transaction to the account's ledger; its id makes a retry harmless",
+    )
+    async def post_transaction(request: Request, id: AccountId, if_match: IF_MATCH = None) -> Response:
+        who = writer(request)
+        account_id = parse_uuid(id, "id")
+        body = await json_body(request, "transaction")
+        try:
+            posting = TransactionIn.model_validate(body).to_request()
+        except pydantic.ValidationError as error:
+            raise invalid(error) from None
+        ledger = services(request).ledger
+        posted = await in_thread(ledger.post, account_id, posting, who, correlation(request), if_match)
+        return posted_response(account_id, posted)
+
+    @router.post(
+        "/accounts/{id}/transactions/{transactionId}/reversal",
+        status_code=201,
+        response_model=TransactionOut,
+        responses={
+            200: {"description": "Reversed before for the same reason: that Reversal", "model": TransactionOut},
+            **problem_responses(400, 401, 403, 404, 409, 412, 413, 415, 503),
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": ReversalIn.model_json_schema(ref_template="#/components/schemas/{model}")
+                    }
+                },
+            }
+        },
+        summary="Reverse one transaction (once); a Reversal cannot be reversed",
+    )
+    async def reverse_transaction(
+        request: Request, id: AccountId, transactionId: str, if_match: IF_MATCH = None
+    ) -> Response:
+        who = writer(request)
+        account_id, transaction_id = parse_uuid(id, "id"), parse_uuid(transactionId, "transactionId")
+        body = await json_body(request, "reversal")
+        try:
+            asked = ReversalIn.model_validate(body)
+        except pydantic.ValidationError as error:
+            raise invalid(error) from None
+        ledger = services(request).ledger
+        posted = await in_thread(
+            ledger.reverse, account_id, transaction_id, asked.reason, who, correlation(request), asked.id, if_match
+        )
+        return posted_response(account_id, posted)
+
+    @router.get(
+        "/accounts/{id}/transactions/{transactionId}",
+        response_model=TransactionOut,
+        responses=problem_responses(400, 401, 403, 404, 503),
+        summary="One transaction of the account",
+    )
+    def get_transaction(request: Request, id: AccountId, transactionId: str) -> Response:
+        authorise_read(request)
+        account_id, transaction_id = parse_uuid(id, "id"), parse_uuid(transactionId, "transactionId")
+        return json_response(to_wire(services(request).ledger.transaction(account_id, transaction_id)))
+
+    @router.get(
+        "/accounts/{id}/transactions",
+        response_model=StatementOut,
+        responses={
+            200: {"content": {CSV_TYPE: {"schema": {"type": "string", "description": "The whole statement"}}}},
+            **problem_responses(400, 401, 403, 404, 503),
+        },
+        summary="The statement: oldest first, with opening, closing and running balances; CSV with Accept: text/csv",
+    )
+    def statement(
+        request: Request,
+        id: AccountId,
+        from_: Annotated[date | None, Query(alias="from", description="First transaction date (inclusive)")] = None,
+        to: Annotated[date | None, Query(description="Last transaction date (inclusive)")] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Transactions a page")] = 100,
+        cursor: Annotated[str | None, Query(description="nextCursor of the page before")] = None,
+    ) -> Response:
+        authorise_read(request)
+        account_id = parse_uuid(id, "id")
+        if from_ is not None and to is not None and to < from_:
+            raise ApiProblem(400, "to must not be before from", [{"name": "to", "reason": "must not be before from"}])
+        ledger = services(request).ledger
+        after = decode_cursor(cursor) if cursor else None
+        if wants_csv(request):
+            first = ledger.statement(account_id, from_date=from_, to_date=to, after=after, limit=MAX_PAGE)
+
+            def pages() -> Iterator[Statement]:
+                page = first
+                yield page
+                while page.next_page is not None:
+                    page = ledger.statement(
+                        account_id, from_date=from_, to_date=to, after=page.next_page, limit=MAX_PAGE
+                    )
+                    yield page
+
+            filename = f"statement-{first.account.payment_reference}.csv"
+            return StreamingResponse(
+                csv_lines(pages()),
+                media_type=f"{CSV_TYPE}; charset=utf-8",
+                headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+            )
+        page = ledger.statement(account_id, from_date=from_, to_date=to, after=after, limit=limit)
+        return json_response(statement_wire(page))
