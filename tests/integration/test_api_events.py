@@ -19,7 +19,9 @@ def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 
 
 def events_about(api: Api, account_id: str) -> list[dict[str, Any]]:
-    return [event for event in api.events() if event["entityId"] == account_id]
+    """The account's own events (its ledger postings have events of their own: see test_api_ledger.py)."""
+    kinds = ("AccountCreatedEvent", "AccountUpdatedEvent")
+    return [event for event in api.events() if event["entityId"] == account_id and event["eventType"] in kinds]
 
 
 def test_creating_an_account_writes_an_account_created_event_with_the_whole_account(api: Api) -> None:

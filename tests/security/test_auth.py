@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,9 +33,14 @@ from tests.security.conftest import PROBLEM_JSON, b64, claims, raw_token, snapsh
 Request = tuple[str, str, dict[str, Any]]  # method, url, httpx keyword arguments
 
 
-def protected_requests(client: TestClient, account: dict[str, Any]) -> list[Request]:
+def protected_requests(client: TestClient, account: dict[str, Any], authorization: str) -> list[Request]:
     """For every protected operation in the document: a request a proper token would make succeed."""
     document = client.get("/api/v1/openapi.json").json()
+    charge = {"id": str(uuid.uuid4()), "transactionType": "Charge", "amount": 10, "transactionDate": "2026-04-06"}
+    posted = client.post(
+        f"/api/v1/accounts/{account['id']}/transactions", json=charge, headers={"Authorization": authorization}
+    )
+    assert posted.status_code == 201, posted.text
     bodies: dict[tuple[str, str], dict[str, Any]] = {
         ("POST", "/api/v1/accounts"): {"json": tenure_request()},
         ("PATCH", "/api/v1/accounts/{id}"): {
@@ -42,6 +48,8 @@ def protected_requests(client: TestClient, account: dict[str, Any]) -> list[Requ
             "headers": {"Content-Type": "application/merge-patch+json"},
         },
         ("POST", "/api/v1/events"): {"json": tenure_event()},
+        ("POST", "/api/v1/accounts/{id}/transactions"): {"json": charge},  # again: answered with the original
+        ("POST", "/api/v1/accounts/{id}/transactions/{transactionId}/reversal"): {"json": {"reason": "a mistake"}},
     }
     queries = {"/api/v1/accounts": f"?targetId={account['targetId']}"}
     requests: list[Request] = []
@@ -49,7 +57,7 @@ def protected_requests(client: TestClient, account: dict[str, Any]) -> list[Requ
         for method, operation in operations.items():
             if operation.get("security", document.get("security")) == []:
                 continue  # the health checks are public by design
-            url = path.replace("{id}", account["id"]) + queries.get(path, "")
+            url = path.replace("{id}", account["id"]).replace("{transactionId}", charge["id"]) + queries.get(path, "")
             requests.append((method.upper(), url, bodies.get((method.upper(), path), {})))
     assert len(requests) >= 7, [f"{m} {u}" for m, u, _ in requests]
     return requests
@@ -124,7 +132,7 @@ def test_every_protected_route_refuses_every_bad_credential_and_changes_nothing(
     secret = app.settings.jwt_secret
     good = f"Bearer {hs256(secret)}"
     account = client.post("/api/v1/accounts", json=tenure_request(), headers={"Authorization": good}).json()
-    requests = protected_requests(client, account)
+    requests = protected_requests(client, account, good)
     attacker = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
@@ -153,7 +161,7 @@ def test_with_rs256_the_public_key_is_no_secret_and_hs256_tokens_are_refused(
     app, client = make_client(jwt_algorithm="RS256", jwt_public_key_path=tmp_path / "public.pem")
     good = f"Bearer {jwt.encode(claims(), private, algorithm='RS256')}"
     account = client.post("/api/v1/accounts", json=tenure_request(), headers={"Authorization": good}).json()
-    requests = protected_requests(client, account)
+    requests = protected_requests(client, account, good)
 
     header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
     payload = b64(json.dumps(claims()).encode())
