@@ -91,7 +91,16 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         )
     tune_garbage_collector()  # the API allocates quickly too: every request makes short-lived objects
     try:
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(), workers=1)
+        # log_config=None: uvicorn's loggers (uvicorn.error, uvicorn.access) go through the service's own
+        # handler (`runtime.configure_logging`), in its format, each access line with its correlation id.
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level.lower(),
+            log_config=None,
+            workers=1,
+        )
     finally:
         if worker is not None:
             worker.shutdown()
