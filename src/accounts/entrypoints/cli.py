@@ -36,8 +36,12 @@ def _stop_on_sigterm(stop: Flag) -> None:
 def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
     from accounts.adapters.database.migrate import migrate
 
-    migrate(settings.database_url)
-    print(f"database is up to date: {_safe_url(settings.database_url)}")
+    before, after = migrate(settings.database_url)
+    where = _safe_url(settings.database_url)
+    if before == after:
+        print(f"database schema is up to date (revision {after}): {where}")
+    else:
+        print(f"database schema brought up to date (revision {before or 'none'} -> {after}): {where}")
     return 0
 
 
