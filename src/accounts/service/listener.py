@@ -189,6 +189,20 @@ class FinanceListener:
         applied: list[ReceivedMessage] = []
         for message, result in zip(batched, results, strict=True):
             (alone if isinstance(result, Exception) else applied).append(message)
+        if log.isEnabledFor(logging.DEBUG):
+            for event, result in zip(events, results, strict=True):
+                if not isinstance(result, Exception):
+                    log.debug(
+                        "event %s %s: %s",
+                        event.id,
+                        event.event_type,
+                        result.detail,
+                        extra={
+                            "event_id": event.id,
+                            "correlation_id": event.correlation_id,
+                            "account_id": result.account_id,
+                        },
+                    )
         if applied:
             # After the commit, never before: a failed ack means redelivery, which changes nothing.
             self.broker.ack_many(applied)
