@@ -95,7 +95,9 @@ class Settings(BaseSettings):
     interim_flush_seconds: float = 0.5
     interim_batch_size: int = 1000
 
-    log_level: str = "INFO"
+    # Logs (standard error): at this level and above, as text lines or one JSON object a line.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("read_groups", "write_groups", "interim_sinks", mode="before")
     @classmethod
@@ -106,6 +108,16 @@ class Settings(BaseSettings):
                 return json.loads(value)
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_any_case(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _format_any_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _production_is_safe(self) -> Settings:

@@ -28,6 +28,8 @@ class TenureApiClient:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         self.base_url = base_url.rstrip("/")
+        # How the API is named in errors (logged, and a dead letter's reason): without any password in the URL.
+        self.shown_url = str(httpx.URL(self.base_url).copy_with(userinfo=b""))
         self.client = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
 
     def fetch(self, tenure_id: UUID) -> dict[str, Any] | None:
@@ -35,7 +37,7 @@ class TenureApiClient:
         try:
             response = self.client.get(path)
         except httpx.HTTPError as error:
-            raise TransientError(f"Tenure API unreachable at {self.base_url}: {error!r}") from error
+            raise TransientError(f"Tenure API unreachable at {self.shown_url}: {error!r}") from error
         status = response.status_code
         if status == 404:
             return None

@@ -36,8 +36,12 @@ def _stop_on_sigterm(stop: Flag) -> None:
 def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
     from accounts.adapters.database.migrate import migrate
 
-    migrate(settings.database_url)
-    print(f"database is up to date: {_safe_url(settings.database_url)}")
+    before, after = migrate(settings.database_url)
+    where = _safe_url(settings.database_url)
+    if before == after:
+        print(f"database schema is up to date (revision {after}): {where}")
+    else:
+        print(f"database schema brought up to date (revision {before or 'none'} -> {after}): {where}")
     return 0
 
 
@@ -91,7 +95,16 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         )
     tune_garbage_collector()  # the API allocates quickly too: every request makes short-lived objects
     try:
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(), workers=1)
+        # log_config=None: uvicorn's loggers (uvicorn.error, uvicorn.access) go through the service's own
+        # handler (`runtime.configure_logging`), in its format, each access line with its correlation id.
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level.lower(),
+            log_config=None,
+            workers=1,
+        )
     finally:
         if worker is not None:
             worker.shutdown()

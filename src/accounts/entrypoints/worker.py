@@ -262,6 +262,7 @@ def run_sync_process(settings: Settings, relay: bool, sync: bool, bursts: Any, p
 
     configure_logging(settings)
     application = bootstrap(settings)
+    log.debug("outbox relay and interim sinks running in process %d", os.getpid())
     try:
         code = serve_sync(application, relay, sync, bursts, parent)
     finally:

@@ -23,6 +23,7 @@ pika BlockingConnection only answers heartbeats when its own thread calls into i
 from __future__ import annotations
 
 import concurrent.futures
+import contextvars
 import functools
 import json
 import logging
@@ -36,6 +37,7 @@ from typing import Protocol, TypeVar
 from accounts.domain.errors import DomainError
 from accounts.domain.events import EventEnvelope, MalformedEvent, parse_envelope
 from accounts.service.accounts import AccountConflict, utc_now
+from accounts.service.log_context import about
 from accounts.service.ports import MessageBroker, ReceivedMessage, TransientError
 from accounts.service.tenure_events import Outcome, RetryLater
 from accounts.service.unit_of_work import ConcurrencyConflict, UnitOfWork
@@ -187,6 +189,20 @@ class FinanceListener:
         applied: list[ReceivedMessage] = []
         for message, result in zip(batched, results, strict=True):
             (alone if isinstance(result, Exception) else applied).append(message)
+        if log.isEnabledFor(logging.DEBUG):
+            for event, result in zip(events, results, strict=True):
+                if not isinstance(result, Exception):
+                    log.debug(
+                        "event %s %s: %s",
+                        event.id,
+                        event.event_type,
+                        result.detail,
+                        extra={
+                            "event_id": event.id,
+                            "correlation_id": event.correlation_id,
+                            "account_id": result.account_id,
+                        },
+                    )
         if applied:
             # After the commit, never before: a failed ack means redelivery, which changes nothing.
             self.broker.ack_many(applied)
@@ -195,19 +211,37 @@ class FinanceListener:
             self.process(message)
 
     def process(self, message: ReceivedMessage) -> None:
-        """Handle one message and carry out what `dispose` decides for it."""
-        failure: Exception | None = None
+        """Handle one message and carry out what `dispose` decides for it; its log lines name its event."""
         try:
             event = parse_envelope(message.body)
-            outcome = self._keeping_alive(functools.partial(self._handle, event))
-            log.debug("event %s %s: %s", event.id, event.event_type, outcome.detail)
-        except Abandoned:
-            log.info("stopping: message %s is left to the broker to deliver again", message.message_id)
-            return
         except Exception as error:
-            if not isinstance(error, (*PERMANENT, *PASSING)):
-                log.exception("unexpected failure on message %s", message.message_id)
-            failure = error
+            with about(event_id=_identify(message.body)[0]):
+                if not isinstance(error, PERMANENT):
+                    log.exception("unexpected failure reading message %s", message.message_id)
+                self._carry_out(message, error)
+            return
+        with about(event_id=event.id, correlation_id=event.correlation_id):
+            try:
+                outcome = self._keeping_alive(functools.partial(self._handle, event))
+                log.debug(
+                    "event %s %s: %s",
+                    event.id,
+                    event.event_type,
+                    outcome.detail,
+                    extra={"account_id": outcome.account_id},
+                )
+            except Abandoned:
+                log.info("stopping: message %s is left to the broker to deliver again", message.message_id)
+                return
+            except Exception as error:
+                if not isinstance(error, (*PERMANENT, *PASSING)):
+                    log.exception("unexpected failure on message %s", message.message_id)
+                self._carry_out(message, error)
+                return
+            self._carry_out(message, None)
+
+    def _carry_out(self, message: ReceivedMessage, failure: Exception | None) -> None:
+        """Ack, retry later or dead-letter the message, as `dispose` decides."""
         disposition = dispose(failure, message.attempts, self.policy)
         if isinstance(disposition, Ack):
             # A failed ack leaves the message to be delivered again, which changes nothing.
@@ -262,7 +296,7 @@ class FinanceListener:
             return work()
         if self._executor is None:
             self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="listener-handler")
-        future = self._executor.submit(work)
+        future = self._executor.submit(contextvars.copy_context().run, work)  # its log lines name the same event
         while True:
             remaining = self._last_keepalive + interval - time.monotonic()
             done, _ = concurrent.futures.wait([future], timeout=max(0.0, remaining))

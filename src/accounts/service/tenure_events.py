@@ -27,6 +27,7 @@ from accounts.domain.events import (
 from accounts.domain.tenure import RentGroupMap, TenureRecord, parse_date
 from accounts.service.accounts import Clock, NewAccount, change_account, create_account, utc_now
 from accounts.service.changes import sync_interim_row
+from accounts.service.log_context import about
 from accounts.service.ports import TenureSource, TransientError
 from accounts.service.unit_of_work import ConcurrencyConflict, UnitOfWork
 
@@ -44,6 +45,7 @@ class RetryLater(Exception):
 class Outcome:
     applied: bool
     detail: str
+    account_id: UUID | None = None  # the tenure's account, when the event reached it
 
 
 def changed_fields(event: EventEnvelope) -> dict[str, Any]:
@@ -149,20 +151,24 @@ class TenureEventHandler:
             handled = [event for event in events if event.event_type in TENURE_EVENT_TYPES]
             uow.read_ahead([event.id for event in handled], [event.entity_id for event in handled])
             for event in events:
-                if event.event_type not in TENURE_EVENT_TYPES:
-                    log.info("skipping event %s of unknown type %s", event.id, event.event_type)
-                    results.append(Outcome(False, f"unknown event type {event.event_type}: skipped"))
-                    continue
-                try:
-                    fields = changed_fields(event)
-                    with uow.savepoint():
-                        results.append(self._apply(uow, event, fields, None))
-                except TransientError:
-                    raise  # the database itself: the whole batch goes one by one
-                except Exception as error:
-                    results.append(error)
+                with about(event_id=event.id, correlation_id=event.correlation_id):
+                    results.append(self._apply_in_savepoint(uow, event))
             uow.commit()
         return results
+
+    def _apply_in_savepoint(self, uow: UnitOfWork, event: EventEnvelope) -> Outcome | Exception:
+        """One event of a batch: its outcome, or its error (its changes undone alone)."""
+        if event.event_type not in TENURE_EVENT_TYPES:
+            log.info("skipping event %s of unknown type %s", event.id, event.event_type)
+            return Outcome(False, f"unknown event type {event.event_type}: skipped")
+        try:
+            fields = changed_fields(event)
+            with uow.savepoint():
+                return self._apply(uow, event, fields, None)
+        except TransientError:
+            raise  # the database itself: the whole batch goes one by one
+        except Exception as error:
+            return error
 
     def _fetch_if_unseen(self, event: EventEnvelope) -> dict[str, Any] | None:
         """For an update about a tenure never seen: the whole tenure from the Tenure API, if configured."""
@@ -212,10 +218,12 @@ class TenureEventHandler:
                 # A created or changed account has just had its row synced, from this same copy.
                 sync_interim_row(uow, account, context.at)
             detail = f"applied {', '.join(applied)} to account {account.id}"
+            account_id: UUID | None = account.id
         else:
             detail = "stale: every field already holds a newer change"
+            account_id = None
         uow.processed_events.record(event, detail, context.at)
-        return Outcome(bool(applied), detail)
+        return Outcome(bool(applied), detail, account_id)
 
     def _keep_account(self, uow: UnitOfWork, record: TenureRecord, context: Change) -> tuple[Account, bool]:
         """The tenure's account as the copy makes it, and whether it was created or changed."""

@@ -88,6 +88,9 @@ POSTGRESQL_SESSION_OPTIONS = "-c jit=off"
 
 def create_engine(url: str, **options: Any) -> sa.Engine:
     parsed = make_url(url)
+    # A failed statement's error (logged, or a dead letter's reason) must not quote its parameters: the
+    # tenure copies, events and interim rows they carry hold tenants' names and dates of birth.
+    options.setdefault("hide_parameters", True)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)

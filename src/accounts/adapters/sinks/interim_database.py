@@ -203,7 +203,9 @@ def _is_connection_failure(error: sa.exc.DBAPIError) -> bool:
 
 def _create_engine(url: str) -> sa.Engine:
     parsed = make_url(url)
-    options: dict[str, Any] = {"pool_pre_ping": True}
+    # hide_parameters: a failed statement's error (logged when a delivery fails) must not quote the rows,
+    # which hold tenants' names and dates of birth.
+    options: dict[str, Any] = {"pool_pre_ping": True, "hide_parameters": True}
     backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
     if backend == "postgresql" and driver in ("psycopg", "psycopg2") and "connect_timeout" not in parsed.query:
         # Fail a delivery in seconds, not minutes, when the server is unreachable.

@@ -31,6 +31,7 @@ from accounts.entrypoints.http.schemas import (
     TargetTypeList,
 )
 from accounts.service.accounts import ARREARS_SORT_NAMES
+from accounts.service.log_context import about
 from accounts.service.ports import TENURE_TOPIC
 
 MAX_EVENTS_PER_REQUEST = 1000
@@ -303,9 +304,10 @@ def build_router() -> APIRouter:
             return changes_from(document, apply_patch(document, kind, body))
 
         application = services(request)
-        account, _ = await _in_thread(
-            application.accounts.change, account_id, change, who, correlation(request), if_match
-        )
+        with about(account_id=account_id):  # the change's log lines name the account
+            account, _ = await _in_thread(
+                application.accounts.change, account_id, change, who, correlation(request), if_match
+            )
         return account_response(account)
 
     add_ledger_routes(router, services, writer, correlation, read_json, invalid, _in_thread, json_response)
