@@ -30,6 +30,7 @@ from accounts.domain.ledger import Transaction
 from accounts.domain.payment_reference import FIRST_SERIAL
 from accounts.domain.polarity import DEFAULT_TARGET_TYPES, ZERO, Polarity, TargetType
 from accounts.domain.tenure import TenureRecord
+from accounts.service.changes import write_raised
 from accounts.service.ports import (
     ACCOUNTS_TOPIC,
     InterimSink,
@@ -55,7 +56,6 @@ from accounts.service.unit_of_work import (
     TargetTypeRepository,
     TenureCopies,
     Transactions,
-    UnitOfWork,
 )
 
 SERIAL_WAIT_SECONDS = 10.0
@@ -190,7 +190,7 @@ class FakeDatabase:
 # The unit of work ---------------------------------------------------------------------
 
 
-class FakeUnitOfWork(UnitOfWork):
+class FakeUnitOfWork:
     """A snapshot to read and write, and the changes to replay on the committed state at commit."""
 
     accounts: AccountRepository
@@ -240,7 +240,8 @@ class FakeUnitOfWork(UnitOfWork):
         write(self.view)
         self.changes.append(_Change(write, guard))
 
-    def write(self) -> None:
+    def commit(self) -> None:
+        write_raised(self)  # as the database's unit of work does
         self.database.apply(self.changes)
         self.changes = []
         self.changed_accounts = {}

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from accounts.domain.account import AccountStatus, money
+from accounts.domain.account import AccountStatus
 from accounts.domain.account import to_wire as account_to_wire
 from accounts.domain.errors import DomainError, ValidationProblem
 from accounts.domain.ledger import (
@@ -25,7 +25,6 @@ from accounts.domain.ledger import (
     balance_of,
     opening_balance,
     post,
-    refuse_on_status,
     refuse_second_reversal,
     reverse,
     running_balances,
@@ -35,6 +34,8 @@ from accounts.domain.ledger import (
     validate_request,
 )
 from accounts.domain.polarity import DEFAULT_TARGET_TYPES, Polarity
+from accounts.domain.values import money
+from tests.unit.test_domain_account import an_account
 
 NEGATIVE = Polarity.NEGATIVE_IS_ARREARS  # a Tenure: a charge makes the balance more negative
 POSITIVE = Polarity.POSITIVE_IS_ARREARS  # a HousingBenefit overpayment: a charge makes it more positive
@@ -296,6 +297,11 @@ def test_a_posting_time_without_a_timezone_is_refused() -> None:
 
 
 # The account's status ---------------------------------------------------------------------
+
+
+def refuse_on_status(status: AccountStatus, transaction_type: TransactionType) -> None:
+    """The rule is the account's own (`Account.refuse_posting`): an account in that status asked to post."""
+    an_account(account_status=status).refuse_posting(transaction_type)
 
 
 def test_an_ended_account_refuses_new_charges_as_a_conflict() -> None:

@@ -11,20 +11,17 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import UUID
 
 from accounts.domain import payment_reference
 from accounts.domain.errors import ImmutableField, ValidationProblem
-
-if TYPE_CHECKING:
-    from accounts.domain.ledger import Transaction
-
-MONEY_PLACES = Decimal("0.01")
-MONEY_LIMIT = Decimal("1000000000000")  # NUMERIC(14,2): twelve digits before the point
+from accounts.domain.ledger import LedgerConflict, Transaction, TransactionType
+from accounts.domain.values import iso as _iso
+from accounts.domain.values import money, utc
 
 
 class AccountType(StrEnum):
@@ -129,23 +126,6 @@ class AccountTenure:
     primary_tenants: tuple[PrimaryTenant, ...] = ()
 
 
-def money(value: Decimal, field_name: str) -> Decimal:
-    """Check an amount fits NUMERIC(14,2) without rounding anything away."""
-    if not isinstance(value, Decimal) or not value.is_finite():
-        raise ValidationProblem(field_name, "must be a finite number", value)
-    if value.quantize(MONEY_PLACES) != value:
-        raise ValidationProblem(field_name, "must have at most two decimal places", value)
-    if abs(value) >= MONEY_LIMIT:
-        raise ValidationProblem(field_name, "must be less than 1,000,000,000,000 in size", value)
-    return value.quantize(MONEY_PLACES) + 0  # + 0: never -0.00
-
-
-def utc(value: datetime, field_name: str) -> datetime:
-    if value.tzinfo is None:
-        raise ValidationProblem(field_name, "must carry a timezone", value)
-    return value.astimezone(UTC)
-
-
 @dataclass(frozen=True)
 class Account:
     id: UUID
@@ -209,6 +189,16 @@ class Account:
     def is_active(self) -> bool:
         return self.account_status is not AccountStatus.ENDED
 
+    def refuse_posting(self, transaction_type: TransactionType) -> None:
+        """An Ended account takes no new Charges (409); payments, refunds and the rest still post.
+
+        Only Charge is refused: an Ended account still has its arrears collected, written off
+        and corrected, and a PATCH of `accountBalance` (an Adjustment either way) keeps working
+        for existing clients.
+        """
+        if self.account_status is AccountStatus.ENDED and transaction_type is TransactionType.CHARGE:
+            raise LedgerConflict("transactionType", "cannot be a Charge on an Ended account")
+
     def changed(self, actor: Actor, at: datetime, **changes: Any) -> Account:
         """A new version with `changes` applied; the same account when nothing differs."""
         for name in ("id", "created_at", "created_by", "version"):
@@ -251,12 +241,6 @@ def _camel(snake: str) -> str:
 
 # The timestamps every account checks (field, wire name): named once, not worked out on every check.
 _TIMESTAMPS = tuple((name, _camel(name)) for name in ("created_at", "last_updated_at", "start_date", "end_date"))
-
-
-def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def tenure_to_wire(tenure: AccountTenure | None) -> dict[str, Any] | None:

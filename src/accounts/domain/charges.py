@@ -35,9 +35,10 @@ from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
-from accounts.domain.account import Account, AccountStatus, Actor, ConsolidatedCharge, _iso
+from accounts.domain.account import Account, AccountStatus, Actor, ConsolidatedCharge
 from accounts.domain.polarity import ZERO
 from accounts.domain.rent_week import RentWeek, weeks_in_rent_year
+from accounts.domain.values import iso as _iso
 
 PENNY = Decimal("0.01")
 # The namespace of charge ids (a uuid5 of a fixed name): the same account, type and week give the same id.

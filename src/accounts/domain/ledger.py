@@ -20,10 +20,10 @@ from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
-from accounts.domain.account import AccountStatus, _iso, money, utc
 from accounts.domain.errors import DomainError, ValidationProblem
 from accounts.domain.polarity import ZERO, Polarity
 from accounts.domain.rent_week import RentWeek, rent_week_of
+from accounts.domain.values import iso, money, utc
 
 
 class TransactionType(StrEnum):
@@ -131,7 +131,7 @@ def to_wire(transaction: Transaction) -> dict[str, Any]:
         "amount": transaction.amount,
         "direction": transaction.direction.value,
         "transactionDate": transaction.transaction_date.isoformat(),
-        "postedAt": _iso(transaction.posted_at),
+        "postedAt": iso(transaction.posted_at),
         "periodNo": transaction.period_no,
         "financialYear": transaction.financial_year,
         "description": transaction.description,
@@ -175,17 +175,6 @@ def validate_request(request: PostingRequest) -> None:
             "direction", f"is given only on an Adjustment: a {kind} is always {FIXED_DIRECTION[kind]}"
         )
     _rent_week(request.transaction_date)
-
-
-def refuse_on_status(status: AccountStatus, transaction_type: TransactionType) -> None:
-    """An Ended account takes no new Charges (409); payments, refunds and the rest still post.
-
-    Only Charge is refused, as the issue says: an Ended account still has its arrears
-    collected, written off and corrected, and a PATCH of `accountBalance` (an Adjustment
-    either way) must keep working for existing clients.
-    """
-    if status == AccountStatus.ENDED and transaction_type == TransactionType.CHARGE:
-        raise LedgerConflict("transactionType", "cannot be a Charge on an Ended account")
 
 
 def post(

@@ -91,7 +91,7 @@ class LedgerService:
                 if not ledger.same_request(existing, request, account_id=account_id):
                     raise _id_taken(existing)
                 return Posted(existing, account, False)
-            ledger.refuse_on_status(account.account_status, request.transaction_type)
+            account.refuse_posting(request.transaction_type)
             change = self._change(actor, correlation_id)
             transaction = ledger.post(
                 request,

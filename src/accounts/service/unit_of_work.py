@@ -36,7 +36,6 @@ from accounts.domain.interim import InterimRow, interim_row_from
 from accounts.domain.ledger import Transaction
 from accounts.domain.polarity import TargetType
 from accounts.domain.tenure import TenureRecord
-from accounts.service.changes import write_raised
 
 
 class ConcurrencyConflict(Exception):
@@ -258,8 +257,6 @@ class DeadLetters(Protocol):
 
 
 class UnitOfWork(Protocol):
-    """Adapters subclass it: `commit` is the same for all, around their own `write`."""
-
     accounts: AccountRepository
     target_types: TargetTypeRepository
     payment_references: PaymentReferenceSerials
@@ -282,15 +279,9 @@ class UnitOfWork(Protocol):
         """Roll back whatever was not committed."""
 
     def commit(self) -> None:
-        """What the accounts raised (their events, their interim rows) kept too, then everything written at once.
-
-        ConcurrencyConflict when another transaction changed or claimed something first.
-        """
-        write_raised(self)
-        self.write()
-
-    def write(self) -> None:
-        """Write what was kept and commit (the storage's part of `commit`)."""
+        """What the accounts raised (their events, their interim rows: `service/changes.write_raised`) kept
+        too, then everything written at once. ConcurrencyConflict when another transaction changed or
+        claimed something first."""
 
     def savepoint(self) -> AbstractContextManager[None]:
         """An exception inside undoes only what was done inside (then propagates); nothing is written before commit."""

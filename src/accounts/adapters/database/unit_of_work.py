@@ -24,6 +24,7 @@ from accounts.adapters.database.repositories import (
     SqlTenureCopies,
     SqlTransactions,
 )
+from accounts.service.changes import write_raised
 from accounts.service.ports import TransientError
 from accounts.service.unit_of_work import (
     AccountRepository,
@@ -37,7 +38,6 @@ from accounts.service.unit_of_work import (
     TargetTypeRepository,
     TenureCopies,
     Transactions,
-    UnitOfWork,
 )
 
 # PostgreSQL error classes that mean "try again": serialization failure, deadlock.
@@ -56,7 +56,7 @@ def translate(error: exc.DBAPIError) -> Exception:
     return error
 
 
-class SqlAlchemyUnitOfWork(UnitOfWork):
+class SqlAlchemyUnitOfWork:
     """One connection, one transaction; the repositories share its memory (see `journal.py`)."""
 
     accounts: AccountRepository
@@ -126,7 +126,8 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
             if translated is not error:
                 raise translated from error
 
-    def write(self) -> None:
+    def commit(self) -> None:
+        write_raised(self)
         try:
             self.memory.flush()
             self.transaction.commit()
