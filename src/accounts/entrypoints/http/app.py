@@ -16,6 +16,7 @@ from accounts.bootstrap import Application
 from accounts.entrypoints.http import problems
 from accounts.entrypoints.http.auth import TokenVerifier
 from accounts.entrypoints.http.correlation import HEADER, correlation_id, correlation_id_var
+from accounts.entrypoints.http.docs import install_docs
 from accounts.entrypoints.http.problems import ApiProblem, problem_response
 from accounts.entrypoints.http.routes import build_router
 from accounts.service.ports import MessageBroker
@@ -136,7 +137,7 @@ def create_app(application: Application) -> FastAPI:
             "Errors are application/problem+json. Send a bearer token; read needs a read group, "
             "changes need a write group."
         ),
-        docs_url="/api/v1/docs",
+        docs_url=None,  # served by install_docs, with its assets: the page works offline
         openapi_url="/api/v1/openapi.json",
         redoc_url=None,
         # The service configures no OpenTelemetry; FastAPI's own looked on every request for a provider
@@ -152,6 +153,7 @@ def create_app(application: Application) -> FastAPI:
     # They go first, before FastAPI's documentation routes: the router tries routes in order, and the reads
     # are most of the traffic.
     app.router.routes[:0] = build_router().routes
+    install_docs(app, "/api/v1/openapi.json")
     app.add_middleware(BodyLimit, max_bytes=application.settings.max_body_bytes)
     app.add_middleware(CorrelationId)  # outermost: even a refused body gets its correlation id
 
