@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     complete = set(chosen) == {"embedded", "production"}
     output = args.output or (
         ROOT / "docs" / "benchmarks.md"
-        if complete and not smoke
+        if complete and not smoke and not args.only  # a run of some items must not replace the whole report
         else work / ("benchmarks-smoke.md" if smoke else "benchmarks-partial.md")
     )
     if args.python_loadgen:
@@ -840,7 +840,7 @@ def render(outcomes: list[Outcome], args: argparse.Namespace, smoke: bool, load_
         "Install `wrk` (`apt-get install wrk`) for the HTTP reads; without it a Python generator in its own process "
         "drives both the service and the ceiling. Seeded SQLite databases are cached in `var/bench/`, seeded "
         "PostgreSQL databases are kept on the server (`bench_accounts_<size>_v<n>`). A run with one topology "
-        "(`--topology`) writes `var/bench/full/benchmarks-partial.md`, not this file.\n",
+        "(`--topology`) or some items (`--only`) writes `var/bench/full/benchmarks-partial.md`, not this file.\n",
     ]
     if findings.exists():
         parts.append(findings.read_text(encoding="utf-8"))

@@ -4,8 +4,9 @@ Within one run every read figure and its ceiling go through the same generator, 
 their ratio compares the servers, not the clients. The Python generator is asyncio
 over raw HTTP/1.1 keep-alive sockets: N connections, each sending its next request
 as soon as the last answer is read, for a fixed time after a warm-up; it records the
-latency of every request. Writes (POST, PATCH with If-Match) always use it, because
-each connection has to remember the ETag its last PATCH returned.
+latency of every request. Account writes (POST, PATCH with If-Match) always use it,
+because each connection has to remember the ETag its last PATCH returned; ledger
+postings go through wrk, whose Lua script makes a new id for every request.
 
 Run as `python -m bench.loadgen SPEC.json RESULT.json`.
 """
