@@ -25,8 +25,9 @@ from accounts.adapters.database import tables as t
 from accounts.adapters.database.bulk import executemany
 from accounts.adapters.database.engine import create_engine
 from accounts.adapters.database.repositories import _DIFFERENCES
+from accounts.adapters.database.rows import transaction_values
 from accounts.adapters.database.unit_of_work import SqlAlchemyUnitOfWork
-from accounts.domain.ledger import Direction, TransactionType
+from accounts.domain.ledger import Direction, Transaction, TransactionType
 from accounts.domain.rent_week import rent_week_of
 from bench.seed import seed_accounts
 
@@ -90,23 +91,25 @@ def _row(
     weeks: dict[date, Any],
     posted_at: datetime,
 ) -> dict[str, Any]:
+    """The row the repository writes for such a transaction (`transaction_values`)."""
     week = weeks[day]
-    return {
-        "id": uuid.uuid4(),
-        "account_id": account_id,
-        "transaction_type": kind.value,
-        "amount": amount,
-        "direction": direction.value,
-        "transaction_date": day,
-        "posted_at": posted_at,
-        "period_no": week.period_no,
-        "financial_year": week.financial_year,
-        "description": None,
-        "reference": None,
-        "created_by": "bench@localhost",
-        "reverses_id": None,
-        "balance_after": Decimal("0.00"),
-    }
+    transaction = Transaction(
+        id=uuid.uuid4(),
+        account_id=account_id,
+        transaction_type=kind,
+        amount=amount,
+        direction=direction,
+        transaction_date=day,
+        posted_at=posted_at,
+        period_no=week.period_no,
+        financial_year=week.financial_year,
+        description=None,
+        reference=None,
+        created_by="bench@localhost",
+        reverses_id=None,
+        balance_after=Decimal("0.00"),
+    )
+    return transaction_values(transaction)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,8 +4,9 @@ Within one run every read figure and its ceiling go through the same generator, 
 their ratio compares the servers, not the clients. The Python generator is asyncio
 over raw HTTP/1.1 keep-alive sockets: N connections, each sending its next request
 as soon as the last answer is read, for a fixed time after a warm-up; it records the
-latency of every request. Writes (POST, PATCH with If-Match) always use it, because
-each connection has to remember the ETag its last PATCH returned.
+latency of every request. Account writes (POST, PATCH with If-Match) always use it,
+because each connection has to remember the ETag its last PATCH returned; ledger
+postings go through wrk, whose Lua script makes a new id for every request.
 
 Run as `python -m bench.loadgen SPEC.json RESULT.json`.
 """
@@ -31,7 +32,8 @@ from pathlib import Path
 
 @dataclass
 class Load:
-    """What to send: `kind` is get (paths), post (new accounts) or patch (accounts with ETags)."""
+    """What to send: `kind` is get (paths), post (new accounts), patch (accounts with ETags) or
+    posting (a transaction with a new id to one of the paths, each /api/v1/accounts/{id}/transactions)."""
 
     kind: str
     port: int
@@ -77,21 +79,47 @@ def run_load(load: Load, *, use_wrk: bool | None = None) -> LoadResult:
     _check_loopback(load.host)
     if use_wrk is None:
         use_wrk = has_wrk()
-    if use_wrk and load.kind == "get":
+    if use_wrk and load.kind in WRK_KINDS:
         return _run_wrk(load)
     return _run_python(load)
 
 
 # wrk ----------------------------------------------------------------------------------------
 
-_WRK_SCRIPT = """
-local paths = {%(paths)s}
+_WRK_HEAD = """
 wrk.headers["Authorization"] = "Bearer %(token)s"
 wrk.headers["Accept"] = "application/json"
 math.randomseed(%(seed)d)
+local paths = {%(paths)s}
+"""
+
+_WRK_GET = """
 request = function()
   return wrk.format("GET", paths[math.random(#paths)])
 end
+"""
+
+# A posting with an id of its own every request (a repeated id would be a retry, answered 200 without
+# posting), to a random one of the paths: Charges and Payments in turn, amounts in pence.
+_WRK_POSTING = """
+wrk.headers["Content-Type"] = "application/json"
+local sent = 0
+local function uuid4()
+  return (string.gsub("xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx", "[xy]", function(c)
+    return string.format("%%x", c == "x" and math.random(0, 15) or math.random(8, 11))
+  end))
+end
+request = function()
+  sent = sent + 1
+  local kind = (sent %% 2 == 0) and "Payment" or "Charge"
+  local body = string.format(
+    '{"id":"%%s","transactionType":"%%s","amount":%%d.%%02d,"transactionDate":"2026-04-06","reference":"BENCH-%%d"}',
+    uuid4(), kind, math.random(1, 500), math.random(0, 99), sent)
+  return wrk.format("POST", paths[math.random(#paths)], nil, body)
+end
+"""
+
+_WRK_DONE = """
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
@@ -107,24 +135,33 @@ done = function(summary, latency, requests)
   io.write("BENCH-LATENCY [" .. table.concat(pairs, ",") .. "]\\n")
 end
 """
+WRK_KINDS = {"get": _WRK_GET, "posting": _WRK_POSTING}
 
 
-def _run_wrk(load: Load) -> LoadResult:
-    paths = ",".join(json.dumps(path) for path in load.paths)
-    script = _WRK_SCRIPT % {"paths": paths, "token": load.token, "seed": random.randrange(1, 2**31)}
+def wrk_script(load: Load, seed: int) -> str:
+    """The Lua script for one wrk run: a seed of its own, so a posting load's warm-up and run send different ids."""
+    values = {"paths": ",".join(json.dumps(path) for path in load.paths), "token": load.token, "seed": seed}
+    return (_WRK_HEAD + WRK_KINDS[load.kind] + _WRK_DONE) % values
+
+
+def _wrk(load: Load, seconds: float) -> subprocess.CompletedProcess[str]:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
-        handle.write(script)
+        handle.write(wrk_script(load, random.randrange(1, 2**31)))
         script_path = handle.name
     url = f"http://{load.host}:{load.port}/"
-    base = ["wrk", "-t1", f"-c{load.connections}", "--timeout", "10s", "-s", script_path]
+    command = ["wrk", "-t1", f"-c{load.connections}", "--timeout", "10s", "-s", script_path]
     try:
-        if load.warmup > 0:
-            subprocess.run([*base, f"-d{max(1, round(load.warmup))}s", url], capture_output=True, check=True)
-        done = subprocess.run(
-            [*base, f"-d{max(1, round(load.duration))}s", url], capture_output=True, text=True, check=True
+        return subprocess.run(
+            [*command, f"-d{max(1, round(seconds))}s", url], capture_output=True, text=True, check=True
         )
     finally:
         Path(script_path).unlink(missing_ok=True)
+
+
+def _run_wrk(load: Load) -> LoadResult:
+    if load.warmup > 0:
+        _wrk(load, load.warmup)
+    done = _wrk(load, load.duration)
     match = re.search(r"BENCH-RESULT (\{.*\})", done.stdout)
     if match is None:
         raise RuntimeError(f"wrk printed no result:\n{done.stdout}\n{done.stderr}")
@@ -208,6 +245,16 @@ def _post_body() -> bytes:
     ).encode()
 
 
+def _posting_body(rng: random.Random) -> bytes:
+    """What the wrk script sends: a Charge or a Payment with an id of its own (uuid4, not the seeded rng)."""
+    kind = rng.choice(("Charge", "Payment"))
+    amount = f"{rng.randrange(1, 500)}.{rng.randrange(0, 100):02d}"
+    return (
+        f'{{"id":"{uuid.uuid4()}","transactionType":"{kind}","amount":{amount},'
+        f'"transactionDate":"2026-04-06","reference":"BENCH"}}'
+    ).encode()
+
+
 class _Connection:
     def __init__(self, load: Load, number: int, stats: _Stats) -> None:
         self.load = load
@@ -225,6 +272,14 @@ class _Connection:
         if load.kind == "get":
             path = load.paths[self.rng.randrange(len(load.paths))]
             return (f"GET {path} HTTP/1.1\r\n{self.host}{self.auth}Accept: application/json\r\n\r\n".encode(), None)
+        if load.kind == "posting":
+            path = load.paths[self.rng.randrange(len(load.paths))]
+            body = _posting_body(self.rng)
+            head = (
+                f"POST {path} HTTP/1.1\r\n{self.host}{self.auth}Content-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            )
+            return head.encode() + body, None
         if load.kind == "post":
             body = _post_body()
             head = (
@@ -301,7 +356,7 @@ async def _generate(load: Load) -> LoadResult:
     await asyncio.gather(*(connection.run(started, measuring_from, until) for connection in connections))
     seconds = time.perf_counter() - measuring_from
     ordered = sorted(stats.latencies)
-    expected = {"get": "200", "post": "201", "patch": "200"}[load.kind]
+    expected = {"get": "200", "post": "201", "patch": "200", "posting": "201"}[load.kind]
     errors = sum(count for status, count in stats.statuses.items() if status != expected)
     return LoadResult(
         generator="python",
