@@ -95,7 +95,13 @@ def test_fifty_patches_with_one_etag_give_one_success_and_fifty_less_one_412s(se
     now = client.get(f"/accounts/{account_id}")
     assert now.json() == winner, "the account is the winner's change, and only it"
     assert now.headers["ETag"] == f'"{account_id}-2"'
-    assert [e["eventType"] for e in account_events(app, account_id)] == ["AccountCreatedEvent", "AccountUpdatedEvent"]
+    # The one balance change let through, explained by its Adjustment in the ledger (and only it).
+    assert [e["eventType"] for e in account_events(app, account_id)] == [
+        "AccountCreatedEvent",
+        "AccountUpdatedEvent",
+        "AccountTransactionPostedEvent",
+    ]
+    assert list(app.ledger.verify()) == []
 
 
 def test_fifty_clients_adding_to_one_balance_with_if_match_lose_no_update(served) -> None:

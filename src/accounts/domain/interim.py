@@ -159,6 +159,23 @@ def is_interim_account(account: Account) -> bool:
     return account.target_type == "Tenure" and account.account_type is AccountType.MASTER
 
 
+# What an account's row is made of (with the tenure copy): a change touching none of these leaves it as it was.
+ROW_SOURCES = (
+    "target_type",
+    "account_type",
+    "payment_reference",
+    "rent_group_type",
+    "start_date",
+    "end_date",
+    "tenure",
+)
+
+
+def row_sources_changed(before: Account | None, after: Account) -> bool:
+    """Whether the account's row may differ after the change (a balance posted, a status changed: it may not)."""
+    return before is None or any(getattr(before, name) != getattr(after, name) for name in ROW_SOURCES)
+
+
 def interim_row(account: Account, tenure: TenureRecord | None) -> InterimRow:
     """The account's row; `tenure` is the listener's copy of its tenure, when it has one."""
     return interim_row_from(

@@ -227,8 +227,16 @@ def active_master(uow: UnitOfWork, target_id: UUID) -> Account | None:
 
 
 def _check_rules(uow: UnitOfWork, account: Account, previous: Account | None) -> None:
-    """The rules that span accounts: one active Master per target, an existing parent."""
-    if account.account_type is AccountType.MASTER and account.is_active:
+    """The rules that span accounts: one active Master per target, an existing parent.
+
+    Each is checked when the change could break it (a posting, which moves the balance alone, cannot).
+    """
+    could_clash = previous is None or (previous.account_type, previous.is_active, previous.target_id) != (
+        account.account_type,
+        account.is_active,
+        account.target_id,
+    )
+    if could_clash and account.account_type is AccountType.MASTER and account.is_active:
         existing = active_master(uow, account.target_id)
         if existing is not None and existing.id != account.id:
             raise AccountConflict(

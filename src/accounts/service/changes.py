@@ -16,7 +16,7 @@ from uuid import UUID
 
 from accounts.domain.account import Account
 from accounts.domain.events import account_events
-from accounts.domain.interim import interim_row, is_interim_account
+from accounts.domain.interim import interim_row, is_interim_account, row_sources_changed
 from accounts.service.ports import ACCOUNTS_TOPIC
 
 if TYPE_CHECKING:
@@ -24,14 +24,19 @@ if TYPE_CHECKING:
 
 
 def write_raised(uow: UnitOfWork) -> None:
-    """Every changed account's events into the outbox and its interim row in step (once, at commit)."""
+    """Every changed account's events into the outbox and its interim row in step (once, at commit).
+
+    The row is worked out again only when what it is made of changed; a change of the tenure copy
+    alone is synced by whoever changed the copy (`service/tenure_events.py`).
+    """
     for account in uow.accounts.changed():
         raised = account.raised
         if not raised:
             continue
         for event in account_events(account):
             uow.outbox.add(ACCOUNTS_TOPIC, event, group_id=str(account.id))
-        sync_interim_row(uow, account, raised[-1].change.at)
+        if row_sources_changed(raised[0].before, account):  # a posting, say, leaves the row as it was
+            sync_interim_row(uow, account, raised[-1].change.at)
         account.forget_raised()
 
 

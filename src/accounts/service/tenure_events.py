@@ -212,11 +212,10 @@ class TenureEventHandler:
         )
         uow.tenures.save(record, context.at)
         if applied:
-            account, changed = self._keep_account(uow, record, context)
-            if not changed:
-                # The tenure copy alone changed (a property reference, a date of birth): the row may have.
-                # A created or changed account has just had its row synced, from this same copy.
-                sync_interim_row(uow, account, context.at)
+            account, _ = self._keep_account(uow, record, context)
+            # The tenure copy changed (a property reference, a date of birth): the row may have, whether or
+            # not the account did (the commit syncs it again only when the account's own sources changed).
+            sync_interim_row(uow, account, context.at)
             detail = f"applied {', '.join(applied)} to account {account.id}"
             account_id: UUID | None = account.id
         else:

@@ -387,17 +387,21 @@ class SqlAccountRepository:
             yield InterimSource(account_id, reference, rent_group, aware(start), aware(end), tenure, data)
 
 
+_TARGET_TYPE = sa.select(t.target_types).where(t.target_types.c.name == sa.bindparam("name"))
+
+
 class SqlTargetTypeRepository:
-    """Target types change only with a migration; each is read once per unit of work."""
+    """Target types change only with a migration: each is read once per database connection (kept in the
+    pooled connection's `info`, which lives as long as it does), not once per unit of work."""
 
     def __init__(self, memory: Memory) -> None:
         self.connection = memory.connection
-        self._known: dict[str, TargetType | None] = {}
+        self._known: dict[str, TargetType | None] = self.connection.info.setdefault("target_types", {})
 
     def get(self, name: str) -> TargetType | None:
         if name in self._known:
             return self._known[name]
-        row = self.connection.execute(sa.select(t.target_types).where(t.target_types.c.name == name)).first()
+        row = self.connection.execute(_TARGET_TYPE, {"name": name}).first()
         found = TargetType(row.name, Polarity(row.polarity), row.description) if row else None
         self._known[name] = found
         return found
