@@ -70,6 +70,7 @@ class _Outboxed:
     group_id: str
     event_id: UUID
     payload: bytes
+    created_at: datetime
     published_at: datetime | None = None
 
 
@@ -550,6 +551,9 @@ class FakeTransactions:
             if ledger != account.account_balance:
                 yield LedgerDifference(account.id, account.account_balance, ledger)
 
+    def count(self) -> int:
+        return len(self.uow.view.transactions)
+
 
 class FakeOutbox:
     def __init__(self, uow: FakeUnitOfWork) -> None:
@@ -560,7 +564,7 @@ class FakeOutbox:
 
         def write(state: State) -> None:
             position = state.outbox[-1].position + 1 if state.outbox else 1
-            state.outbox.append(_Outboxed(position, topic, group_id, event.id, payload))
+            state.outbox.append(_Outboxed(position, topic, group_id, event.id, payload, event.date_time))
 
         def guard(state: State) -> None:
             if any(row.event_id == event.id for row in state.outbox):
@@ -585,6 +589,9 @@ class FakeOutbox:
 
     def count_pending(self) -> int:
         return sum(row.published_at is None for row in self.uow.view.outbox)
+
+    def oldest_pending_at(self) -> datetime | None:
+        return next((row.created_at for row in self.uow.view.outbox if row.published_at is None), None)
 
 
 class FakeDeliveries:
@@ -657,6 +664,10 @@ class FakeDeliveries:
                 state.sinks[sink] = replace(known, last_delivered_at=delivered, last_error=error)
 
         self.uow.keep(write)
+
+    def last_delivered_at(self, sink: str) -> datetime | None:
+        known = self.uow.view.sinks.get(sink)
+        return None if known is None else known.last_delivered_at
 
 
 class FakeDeadLetters:

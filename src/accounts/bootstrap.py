@@ -15,12 +15,14 @@ from accounts.adapters import registry
 from accounts.adapters.database.engine import create_engine
 from accounts.adapters.database.migrate import migrate
 from accounts.adapters.database.unit_of_work import SqlAlchemyUnitOfWork
+from accounts.adapters.metrics import Metrics
 from accounts.adapters.sinks.delivery_lock import DeliveryLocks
 from accounts.domain.tenure import RentGroupMap
 from accounts.service.accounts import AccountService
 from accounts.service.interim_sync import InterimSync
 from accounts.service.ledger import LedgerService
 from accounts.service.listener import FinanceListener, Flag, RetryPolicy
+from accounts.service.operations import Figures, figures
 from accounts.service.outbox_relay import OutboxRelay
 from accounts.service.ports import AccountReads, InterimSink, MessageBroker, TenureSource
 from accounts.service.tenure_events import TenureEventHandler
@@ -109,6 +111,9 @@ class Application:
     _engine: sa.Engine | None = field(default=None, repr=False)
     # Sinks built for reconciling only; closed with the application.
     _checked: list[InterimSink] = field(default_factory=list, init=False, repr=False)
+    # Every listener this application made: their counts are the process's events metrics.
+    listeners: list[FinanceListener] = field(default_factory=list, init=False, repr=False)
+    _metrics: Metrics | None = field(default=None, init=False, repr=False)
 
     @property
     def engine(self) -> sa.Engine:
@@ -139,7 +144,7 @@ class Application:
     def listener(self, broker: MessageBroker, stop: Flag | None = None) -> FinanceListener:
         """The finance listener on that broker connection, with the configured attempts and backoff."""
         settings = self.settings
-        return FinanceListener(
+        listener = FinanceListener(
             broker,
             self.tenure_events,
             self.uow,
@@ -148,6 +153,18 @@ class Application:
             batch_size=settings.worker_batch_size,
             stop=stop if stop is not None else threading.Event(),
         )
+        self.listeners.append(listener)
+        return listener
+
+    def metrics(self) -> Metrics:
+        """This process's metrics (one registry, however many servers expose it)."""
+        if self._metrics is None:
+            self._metrics = Metrics(self)
+        return self._metrics
+
+    def figures(self) -> Figures:
+        """Backlogs and their age, as the store has them now (for the metrics)."""
+        return figures(self.uow, [sink.name for sink in self.sinks])
 
     def database_answers(self) -> bool:
         """Whether the database takes a query now (the listener waits out an outage by asking)."""
@@ -173,6 +190,8 @@ class Application:
         for sink in [*self.sinks, *self._checked]:
             sink.close()
         self.reads.close()
+        if self._metrics is not None:
+            self._metrics.close()
         if self._engine is not None:
             self._engine.dispose()
 

@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     # The worker (`accounts worker`, or within `accounts serve`): the outbox relay and the interim sinks in a
     # process of their own beside the listener, so that they do not share its interpreter.
     worker_sync_process: bool = True
+    # `accounts worker` serves its metrics (Prometheus) on this port of ACCOUNTS_HOST; 0: not served.
+    # (`accounts serve` serves them at /metrics on its own port, its in-process worker's included.)
+    metrics_port: int = Field(default=0, ge=0, le=65535)
 
     # Tenure API, for updates about tenures the listener has never seen.
     tenure_api_url: str | None = None

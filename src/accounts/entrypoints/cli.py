@@ -142,6 +142,9 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
         sync_process=settings.worker_sync_process,
     )
     _stop_on_sigterm(worker.stop)
+    if settings.metrics_port:
+        application.metrics().serve(settings.host, settings.metrics_port)
+        log.info("worker metrics on http://%s:%d/metrics", settings.host, settings.metrics_port)
     log.info("worker started (broker %s)", _safe_url(settings.broker_url))
     code = worker.run_forever()
     application.close()

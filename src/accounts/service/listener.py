@@ -148,6 +148,7 @@ class FinanceListener:
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     batch_size: int = 1000
     stop: Flag = field(default_factory=threading.Event)
+    received: int = 0  # messages taken from the broker (a redelivery counts again)
     processed: int = 0
     dead_lettered: int = 0
     retried: int = 0
@@ -157,6 +158,7 @@ class FinanceListener:
     def poll(self, wait_seconds: float) -> int:
         """Receive one batch and deal with every message in it (even once asked to stop)."""
         messages = self.broker.receive(self.batch_size, wait_seconds)
+        self.received += len(messages)
         self._last_keepalive = time.monotonic()
         if len(messages) > 1:
             self.process_batch(messages)

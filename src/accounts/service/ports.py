@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from datetime import datetime
+from typing import Any, NamedTuple, Protocol
 from uuid import UUID
 
 from accounts.domain.account import version_tag
@@ -31,6 +32,11 @@ class ReceivedMessage:
     attempts: int  # deliveries so far, this one included (1 on the first delivery)
     receipt: Any = field(repr=False, default=None)
     message_id: str = ""
+
+
+class QueueDepth(NamedTuple):
+    waiting: int
+    oldest_at: datetime | None  # None: the broker does not say
 
 
 class MessageBroker(Protocol):
@@ -73,6 +79,11 @@ class MessageBroker(Protocol):
     def retry_later(self, message: ReceivedMessage, delay_seconds: float) -> None:
         """Deliver it again after about delay_seconds, with attempts increased."""
         raise NotImplementedError
+
+    def waiting(self) -> QueueDepth | None:
+        """The tenure events waiting in the queue, and when the oldest was queued where the broker says;
+        None from a broker that cannot tell (the metrics then leave the figure out)."""
+        return None
 
     def keepalive(self) -> None:
         """Housekeeping while a slow message is handled (heartbeats, leases); every `keepalive_interval`."""

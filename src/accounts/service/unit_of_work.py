@@ -202,12 +202,18 @@ class Transactions(Protocol):
     def differences(self) -> Iterator[LedgerDifference]:
         """Every account whose balance is not the sum of its transactions (with its target type's polarity)."""
 
+    def count(self) -> int:
+        """How many transactions have been posted, ever (the metrics' ledger postings)."""
+
 
 class Outbox(Protocol):
     def add(self, topic: str, event: EventEnvelope, group_id: str) -> None: ...
     def pending(self, limit: int) -> list[OutboxMessage]: ...
     def mark_published(self, positions: Sequence[int], at: datetime) -> None: ...
     def count_pending(self) -> int: ...
+
+    def oldest_pending_at(self) -> datetime | None:
+        """When the oldest event still to publish was written; None when none is waiting."""
 
 
 # The delivery side --------------------------------------------------------------------
@@ -238,6 +244,9 @@ class InterimDeliveries(Protocol):
 
     def queue_everything(self, sink: str) -> int: ...
     def note_delivery(self, sink: str, at: datetime, error: str | None) -> None: ...
+
+    def last_delivered_at(self, sink: str) -> datetime | None:
+        """When the sink last took a delivery without failing; None if it never has."""
 
 
 class DeadLetters(Protocol):

@@ -25,8 +25,9 @@ import sqlalchemy as sa
 from sqlalchemy import exc
 
 from accounts.adapters.database.engine import WRITE
+from accounts.adapters.database.rows import aware
 from accounts.adapters.database.tables import embedded_messages as messages
-from accounts.service.ports import TENURE_TOPIC, MessageBroker, ReceivedMessage, TransientError
+from accounts.service.ports import TENURE_TOPIC, MessageBroker, QueueDepth, ReceivedMessage, TransientError
 from accounts.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -240,6 +241,13 @@ class EmbeddedBroker(MessageBroker):
         with self.engine.connect() as connection:
             query = sa.select(sa.func.count()).select_from(messages).where(messages.c.topic == self.topic)
             return int(connection.execute(query).scalar_one())
+
+    def waiting(self) -> QueueDepth:
+        """Messages queued on the tenure topic, and when the oldest of them was queued."""
+        with self.engine.connect() as connection:
+            query = sa.select(sa.func.count(), sa.func.min(messages.c.created_at)).where(messages.c.topic == self.topic)
+            count, oldest = connection.execute(query).one()
+        return QueueDepth(int(count), aware(oldest))
 
     def close(self) -> None:
         """Hand back the leases of messages still in hand, so they need not wait for the lease to run out.

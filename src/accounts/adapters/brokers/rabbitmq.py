@@ -33,7 +33,14 @@ import pika
 import pika.exceptions
 import sqlalchemy as sa
 
-from accounts.service.ports import ACCOUNTS_TOPIC, TENURE_TOPIC, MessageBroker, ReceivedMessage, TransientError
+from accounts.service.ports import (
+    ACCOUNTS_TOPIC,
+    TENURE_TOPIC,
+    MessageBroker,
+    QueueDepth,
+    ReceivedMessage,
+    TransientError,
+)
 from accounts.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -288,6 +295,14 @@ class RabbitMqBroker(MessageBroker):
 
         self._drop()
         return self._call_reconnecting("purge", purge_both)
+
+    def waiting(self) -> QueueDepth:
+        """Messages ready in the tenure queue (RabbitMQ does not say how old the oldest is)."""
+        count = self._call_reconnecting(
+            "waiting",
+            lambda channel: int(channel.queue_declare(self.tenure_queue, passive=True).method.message_count),
+        )
+        return QueueDepth(count, None)
 
     def dead_letter_count(self) -> int:
         """Messages waiting in `<tenure_queue>.dead`."""

@@ -35,7 +35,14 @@ import botocore.config
 import botocore.exceptions
 import sqlalchemy as sa
 
-from accounts.service.ports import ACCOUNTS_TOPIC, TENURE_TOPIC, MessageBroker, ReceivedMessage, TransientError
+from accounts.service.ports import (
+    ACCOUNTS_TOPIC,
+    TENURE_TOPIC,
+    MessageBroker,
+    QueueDepth,
+    ReceivedMessage,
+    TransientError,
+)
 from accounts.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -234,6 +241,14 @@ class SqsBroker(MessageBroker):
         self._ensure_ready()
         self._call(self._sqs.purge_queue, QueueUrl=self._queue_url)
         self._call(self._sqs.purge_queue, QueueUrl=self._dead_letter_queue_url)
+
+    def waiting(self) -> QueueDepth:
+        """Approximately how many messages wait in the tenure queue (SQS does not say how old the oldest is)."""
+        self._ensure_ready()
+        response = self._call(
+            self._sqs.get_queue_attributes, QueueUrl=self.queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+        )
+        return QueueDepth(int(response["Attributes"]["ApproximateNumberOfMessages"]), None)
 
     def dead_letter_count(self) -> int:
         """Approximate number of messages in `<queue>-dead.fifo`."""

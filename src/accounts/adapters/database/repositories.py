@@ -731,6 +731,10 @@ class SqlTransactions:
             balance = Decimal(row.account_balance).quantize(Decimal("0.01"))
             yield LedgerDifference(row.id, balance, _pounds(row.ledger_cents))
 
+    def count(self) -> int:
+        query = sa.select(sa.func.count()).select_from(t.account_transactions)
+        return int(self.memory.execute(query).scalar_one())
+
 
 class SqlOutbox:
     """Events are kept with the change and written at commit; the relay reads and marks them in its own transactions."""
@@ -772,6 +776,11 @@ class SqlOutbox:
     def count_pending(self) -> int:
         query = sa.select(sa.func.count()).select_from(t.outbox).where(t.outbox.c.published_at.is_(None))
         return int(self.memory.execute(query).scalar_one())
+
+    def oldest_pending_at(self) -> datetime | None:
+        o = t.outbox.c
+        query = sa.select(o.created_at).where(o.published_at.is_(None)).order_by(o.position).limit(1)
+        return aware(self.memory.execute(query).scalar())
 
 
 # The delivery side ------------------------------------------------------------------------
@@ -862,6 +871,10 @@ class SqlInterimDeliveries:
         if error is None:
             values["last_delivered_at"] = at
         self.memory.execute(t.interim_sinks.update().where(t.interim_sinks.c.sink == sink).values(values))
+
+    def last_delivered_at(self, sink: str) -> datetime | None:
+        query = sa.select(t.interim_sinks.c.last_delivered_at).where(t.interim_sinks.c.sink == sink)
+        return aware(self.memory.execute(query).scalar())
 
 
 class SqlDeadLetters:

@@ -10,6 +10,9 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from accounts.bootstrap import Application
@@ -127,6 +130,7 @@ def create_app(application: Application) -> FastAPI:
         finally:
             await reads.aclose()
         app.state.publisher.close()
+        app.state.metrics.close()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -154,8 +158,17 @@ def create_app(application: Application) -> FastAPI:
     # are most of the traffic.
     app.router.routes[:0] = build_router().routes
     install_docs(app, "/api/v1/openapi.json")
+    metrics = app.state.metrics = application.metrics()
+
+    async def scrape(_request: Request) -> Response:
+        """Prometheus' text format; open like the health checks (scraped from inside the network)."""
+        body = await run_in_threadpool(metrics.exposition)
+        return Response(body, media_type=metrics.content_type)
+
+    app.add_route("/metrics", scrape, methods=["GET"], include_in_schema=False)
     app.add_middleware(BodyLimit, max_bytes=application.settings.max_body_bytes)
-    app.add_middleware(CorrelationId)  # outermost: even a refused body gets its correlation id
+    app.add_middleware(CorrelationId)  # even a refused body gets its correlation id
+    app.add_middleware(metrics.middleware)  # outermost: every answer is counted, refusals included
 
     def openapi() -> dict[str, Any]:
         """The document as served: FastAPI's 422 replaced by the 400 problem this API answers."""

@@ -1,0 +1,41 @@
+"""What an operations team watches, read from the store and the broker: backlogs and their age.
+
+Asked for at each scrape of the metrics (a few indexed counts), never kept: what is
+reported is what the database and the broker hold at that moment, in whichever process asks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from accounts.service.unit_of_work import UnitOfWork
+
+
+@dataclass(frozen=True)
+class SinkFigures:
+    name: str
+    pending: int  # rows the sink has still to receive
+    last_delivered_at: datetime | None  # its last delivery without a failure
+
+
+@dataclass(frozen=True)
+class Figures:
+    outbox_waiting: int  # account events not yet published
+    outbox_oldest_at: datetime | None
+    sinks: list[SinkFigures]
+    postings: int  # ledger transactions ever posted
+
+
+def figures(uow_factory: Callable[..., UnitOfWork], sinks: Sequence[str]) -> Figures:
+    with uow_factory(read_only=True) as uow:
+        return Figures(
+            outbox_waiting=uow.outbox.count_pending(),
+            outbox_oldest_at=uow.outbox.oldest_pending_at(),
+            sinks=[
+                SinkFigures(name, uow.deliveries.count_pending(name), uow.deliveries.last_delivered_at(name))
+                for name in sinks
+            ],
+            postings=uow.transactions.count(),
+        )
