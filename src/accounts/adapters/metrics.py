@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -65,6 +65,8 @@ class Metrics:
     def middleware(self, app: ASGIApp) -> ASGIApp:
         """Counts and times every HTTP request by its route's template (never its raw path: no ids)."""
         requests, latency = self.requests, self.latency
+        # The labelled children, found once each: `labels()` on every request cost more than counting.
+        children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
         async def measured(scope: Scope, receive: Receive, send: Send) -> None:
             if scope["type"] != "http":
@@ -83,10 +85,16 @@ class Metrics:
                 await app(scope, receive, noting)
             finally:
                 route = scope.get("route")
-                template = getattr(route, "path", None) or "unmatched"
-                method = scope["method"]
-                requests.labels(method, template, str(status)).inc()
-                latency.labels(method, template).observe(time.perf_counter() - started)
+                key = (scope["method"], getattr(route, "path", None) or "unmatched", status)
+                child = children.get(key)
+                if child is None:
+                    method, template, _ = key
+                    child = children[key] = (
+                        requests.labels(method, template, str(status)),
+                        latency.labels(method, template),
+                    )
+                child[0].inc()
+                child[1].observe(time.perf_counter() - started)
 
         return measured
 
