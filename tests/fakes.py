@@ -50,6 +50,8 @@ from accounts.service.unit_of_work import (
     LedgerDifference,
     Outbox,
     OutboxMessage,
+    ParkedEvent,
+    ParkedEvents,
     PaymentReferenceSerials,
     ProcessedEvents,
     StatementCursor,
@@ -99,6 +101,7 @@ class State:
     transactions: dict[UUID, tuple[int, Transaction]] = field(default_factory=dict)
     reversals: dict[UUID, UUID] = field(default_factory=dict)
     next_position: int = 1
+    parked: dict[UUID, ParkedEvent] = field(default_factory=dict)  # event id -> the event waiting for its tenure
 
     def copy(self) -> State:
         return State(
@@ -115,6 +118,7 @@ class State:
             dict(self.transactions),
             dict(self.reversals),
             self.next_position,
+            dict(self.parked),
         )
 
     def check_unique(self) -> None:
@@ -201,6 +205,7 @@ class FakeUnitOfWork:
     tenures: TenureCopies
     interim: InterimRows
     transactions: Transactions
+    parked: ParkedEvents
     outbox: Outbox
     deliveries: InterimDeliveries
     dead_letters: DeadLetters
@@ -223,6 +228,7 @@ class FakeUnitOfWork:
         self.tenures = FakeTenureCopies(self)
         self.interim = FakeInterimRows(self)
         self.transactions = FakeTransactions(self)
+        self.parked = FakeParkedEvents(self)
         self.outbox = FakeOutbox(self)
         self.deliveries = FakeDeliveries(self)
         self.dead_letters = FakeDeadLetters(self)
@@ -472,6 +478,43 @@ class FakeInterimRows:
 
     def registered_sinks(self) -> list[str]:
         return sorted(self.uow.view.sinks)
+
+
+class FakeParkedEvents:
+    def __init__(self, uow: FakeUnitOfWork) -> None:
+        self.uow = uow
+
+    def park(self, event: EventEnvelope, reason: str, at: datetime) -> None:
+        if event.id in self.uow.view.parked:
+            return  # delivered again while it waits
+        parked = ParkedEvent(event, reason, at)
+
+        def write(state: State) -> None:
+            state.parked[event.id] = parked
+
+        def guard(state: State) -> None:
+            if event.id in state.parked:
+                raise ConcurrencyConflict(f"event {event.id} was parked meanwhile")
+
+        self.uow.keep(write, guard)
+
+    def for_tenure(self, tenure_id: UUID) -> list[ParkedEvent]:
+        found = [parked for parked in self.uow.view.parked.values() if parked.event.entity_id == tenure_id]
+        return sorted(found, key=lambda parked: (parked.event.date_time, str(parked.event.id)))
+
+    def remove(self, tenure_id: UUID, event_ids: Sequence[UUID]) -> None:
+        def write(state: State) -> None:
+            for event_id in event_ids:
+                state.parked.pop(event_id, None)
+
+        self.uow.keep(write)
+
+    def list(self, limit: int) -> list[ParkedEvent]:
+        ordered = sorted(self.uow.view.parked.values(), key=lambda parked: (parked.parked_at, str(parked.event.id)))
+        return ordered[:limit]
+
+    def count(self) -> int:
+        return len(self.uow.view.parked)
 
 
 class FakeTransactions:

@@ -87,31 +87,37 @@ def test_published_events_become_accounts_on_the_api(service_factory, tmp_path: 
     assert "listener stopped" in output and output.index("listener stopped") < output.index("Finished server")
 
 
-def test_dead_letters_are_listed_and_replayed(service_factory, tmp_path: Path) -> None:
+def test_an_early_update_is_parked_and_dead_letters_are_listed_and_replayed(service_factory, tmp_path: Path) -> None:
     service: Service = service_factory(sqlite_url(tmp_path), max_attempts=3)
     service.serve()
     tale = story(random.Random(111)).moved_to("40 Pembury Road, London E8 1DY")
     created, moved = tale.events
 
-    service.publish_events([moved])  # its create is held back upstream
-    wait_until(lambda: service.count("dead_letters"), 20, "the update to be dead-lettered")
+    service.publish_events([moved])  # its create is held back upstream: it waits, parked, never dead-lettered
+    wait_until(lambda: service.count("parked_events"), 20, "the update to be parked")
+    parked = service.cli("events", "parked")
+    assert moved["id"] in parked.stdout and "TenureUpdatedEvent" in parked.stdout, parked.stdout
+    assert "1 event(s) waiting" in parked.stdout
+
+    service.publish_raw([b'{"id": "not an envelope"}'])  # poison: dead-lettered at once, with its reason
+    wait_until(lambda: service.count("dead_letters"), 20, "the poison to be dead-lettered")
     listing = service.cli("events", "dead-letters")
     [line] = listing.stdout.splitlines()
-    assert "TenureUpdatedEvent" in line and moved["id"] in line, line
-    assert "gave up after 3 attempts" in line and "has not been seen yet" in line, line
+    assert "MalformedEvent" in line, line
     assert "1 dead letter(s)" in listing.stderr
 
-    service.publish_events([created])
+    service.publish_events([created])  # the create comes: the parked update is applied with it
     with service.api() as client:
         wait_until(lambda: service.accounts_on_the_api(client, tale.tenure_id), 20, "the account")
-    replayed = service.cli("events", "replay", "--all")
-    assert "replayed 1 dead letter(s)" in replayed.stdout
-
     service.wait_for_accounts([tale])
-    [history] = json.loads(service.cli("events", "dead-letters", "--all", "--json").stdout)
-    assert history["eventId"] == moved["id"] and history["attempts"] == 3
-    assert history["replayedAt"] is not None, "listed with --all, as replayed"
-    assert service.count("dead_letters", "replayed_at IS NULL") == 0
+    assert service.count("parked_events") == 0 and service.count("dead_letters", "replayed_at IS NULL") == 1
+
+    replayed = service.cli("events", "replay", "--all")  # published again: still poison, dead-lettered again
+    assert "replayed 1 dead letter(s)" in replayed.stdout
+    wait_until(lambda: service.count("dead_letters") == 2, 20, "the replayed poison to be dead-lettered again")
+    [history, again] = json.loads(service.cli("events", "dead-letters", "--all", "--json").stdout)
+    assert history["replayedAt"] is not None and again["replayedAt"] is None
+    assert again["body"] == history["body"]
     assert expected_account(tale.tenure)["tenure"]["fullAddress"] == "40 Pembury Road, London E8 1DY"
 
 

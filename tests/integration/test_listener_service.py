@@ -6,13 +6,10 @@ import random
 from decimal import Decimal
 from uuid import UUID
 
-import pytest
-
 from accounts.bootstrap import Application
 from accounts.domain.account import AccountStatus, AccountType, RentGroupType, to_wire
 from accounts.domain.events import parse_envelope
 from accounts.domain.payment_reference import has_valid_check_digit
-from accounts.service.tenure_events import RetryLater
 from tests.fixtures.tenures import all_events, drain, realistic_stories, story
 
 
@@ -56,15 +53,18 @@ def test_the_tenures_own_payment_reference_is_kept(application: Application) -> 
     assert master(application, tale.tenure_id).payment_reference == "2280012345"
 
 
-def test_an_update_before_its_create_waits_for_the_create(application: Application) -> None:
+def test_an_update_before_its_create_is_parked_until_the_create(application: Application) -> None:
     rng = random.Random(4)
     tale = story(rng).moved_to("9 Mare Street, London E8 3RH")
     create, update = tale.events
-    with pytest.raises(RetryLater):
-        apply(application, update)
+    apply(application, update)
     assert application.accounts.by_target(UUID(tale.tenure_id), None) == []
-    apply(application, create, update)
+    with application.uow(read_only=True) as uow:
+        assert [parked.event.id for parked in uow.parked.list(10)] == [UUID(update["id"])]
+    apply(application, create)
     assert master(application, tale.tenure_id).tenure.full_address == "9 Mare Street, London E8 3RH"
+    with application.uow(read_only=True) as uow:
+        assert uow.parked.count() == 0
 
 
 def test_shuffled_and_duplicated_events_give_the_in_order_accounts(tmp_path) -> None:

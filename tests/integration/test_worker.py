@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -97,7 +98,10 @@ def test_shuffled_duplicated_events_on_the_queue_give_the_in_order_accounts(make
         assert decided_by_tenure(master_wire(app, tale.tenure_id)) == expected_account(tale.tenure)
     assert count(app, tables.processed_events) == len({e["id"] for e in events})
     assert count(app, tables.dead_letters) == 0
-    assert listener.retried > 0, "some updates came before their create and had to wait"
+    with app.engine.connect() as connection:
+        outcomes = connection.execute(sa.select(tables.processed_events.c.outcome)).scalars().all()
+    assert any("was parked" in outcome for outcome in outcomes), "some updates came before their create and waited"
+    assert count(app, tables.parked_events) == 0
 
 
 @pytest.mark.parametrize("company", [0, 1], ids=["alone", "in a batch"])
@@ -143,23 +147,32 @@ def test_malformed_events_are_dead_lettered_at_once_with_the_reason_and_block_no
         assert decided_by_tenure(master_wire(app, tale.tenure_id)) == expected_account(tale.tenure)
 
 
-def test_an_update_whose_tenure_never_comes_is_dead_lettered_after_max_attempts(make_app) -> None:
+def test_an_update_whose_tenure_comes_a_week_late_waits_parked_across_a_restart(make_app) -> None:
+    """Never dead-lettered for waiting alone: parked durably, and applied when its create finally comes."""
     app = make_app(max_attempts=3, retry_base_seconds=0.01, retry_max_seconds=0.02)
     broker = app.broker()
     tale = story(random.Random(51)).moved_to("1 Nowhere Street, London E8 1AA")
-    update = tale.events[1]
+    create, update = tale.events
     publish(broker, update)
     listener = app.listener(broker)
-
     drain(listener, broker)
 
-    with app.uow(read_only=True) as uow:
-        [letter] = uow.dead_letters.list()
-    assert letter.event_id == update["id"]
-    assert letter.event_type == "TenureUpdatedEvent"
-    assert letter.attempts == 3
-    assert "gave up after 3 attempts" in letter.reason and "has not been seen yet" in letter.reason
-    assert count(app, tables.accounts) == 0, "no account is invented from an update alone"
+    assert count(app, tables.dead_letters) == 0 and count(app, tables.accounts) == 0
+    assert count(app, tables.parked_events) == 1 and listener.retried == 0
+    broker.close()
+    app.close()
+
+    later = bootstrap(app.settings, run_migrations=True)  # a restart on the same database...
+    later.tenure_events.clock = lambda: datetime.now(UTC) + timedelta(days=7)  # ...a week on
+    try:
+        broker = later.broker()
+        publish(broker, create)
+        drain(later.listener(broker), broker)
+        broker.close()
+        assert decided_by_tenure(master_wire(later, tale.tenure_id)) == expected_account(tale.tenure)
+        assert count(later, tables.parked_events) == 0 and count(later, tables.dead_letters) == 0
+    finally:
+        later.close()
 
 
 class RecordingBroker(MessageBroker):

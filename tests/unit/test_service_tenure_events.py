@@ -7,12 +7,10 @@ import random
 from typing import Any
 from uuid import UUID, uuid4
 
-import pytest
-
 from accounts.domain.account import Account, AccountType, to_wire
 from accounts.domain.events import MalformedEvent, parse_envelope
 from accounts.domain.payment_reference import has_valid_check_digit
-from accounts.service.tenure_events import Outcome, RetryLater
+from accounts.service.tenure_events import Outcome
 from tests.fixtures.tenures import (
     all_events,
     decided_by_tenure,
@@ -81,21 +79,38 @@ def test_a_duplicate_event_changes_nothing(fakes: OnFakes) -> None:
     assert fakes.database.snapshot() == stored_before
 
 
-def test_an_update_before_its_create_waits_for_it(fakes: OnFakes) -> None:
+def test_an_update_before_its_create_is_parked_and_applied_with_it(fakes: OnFakes) -> None:
     tale = story(random.Random(4)).moved_to("9 Mare Street, London E8 3RH")
     create, update = tale.events
 
-    with pytest.raises(RetryLater):
-        handle(fakes, update)
+    outcome = handle(fakes, update)
+    assert not outcome.applied and outcome.detail.startswith("parked")
+    assert handle(fakes, update).detail.startswith("parked")  # delivered again while it waits: parked once
     assert fakes.app.accounts.by_target(UUID(tale.tenure_id), None) == []
     with fakes.app.uow(read_only=True) as uow:
         assert not uow.processed_events.seen(UUID(update["id"]))
         assert uow.tenures.get(UUID(tale.tenure_id)) is None
+        assert [parked.event.id for parked in uow.parked.list(10)] == [UUID(update["id"])]
 
-    handle(fakes, create)
-    handle(fakes, update)
+    handle(fakes, create)  # applies the parked update in the same transaction
+
     [account] = masters(fakes, tale.tenure_id)
     assert account.tenure is not None and account.tenure.full_address == "9 Mare Street, London E8 3RH"
+    with fakes.app.uow(read_only=True) as uow:
+        assert uow.parked.count() == 0 and uow.processed_events.seen(UUID(update["id"]))
+    assert handle(fakes, update).detail.startswith("duplicate")  # a late redelivery changes nothing
+
+
+def test_parked_events_are_applied_in_the_order_they_happened(fakes: OnFakes) -> None:
+    tale = story(random.Random(8)).moved_to("1 First Street, London E8 1AA").moved_to("2 Second Street, London E8 2BB")
+    create, first, second = tale.events
+    handle(fakes, second)  # the later move arrives first
+    handle(fakes, first)
+    handle(fakes, create)
+
+    [account] = masters(fakes, tale.tenure_id)
+    assert decided_by_tenure(to_wire(account)) == decided_by_tenure(expected_account(tale.tenure))
+    assert account.tenure is not None and account.tenure.full_address == "2 Second Street, London E8 2BB"
 
 
 def test_shuffled_and_duplicated_events_give_the_in_order_accounts(fakes: OnFakes) -> None:
@@ -117,15 +132,16 @@ def test_a_batch_undoes_an_event_that_fails_alone_and_commits_the_rest(fakes: On
     results = fakes.app.tenure_events.handle_many([parse_envelope(event) for event in batch])
 
     assert isinstance(results[0], Outcome) and results[0].applied
-    assert isinstance(results[1], RetryLater)
+    assert isinstance(results[1], Outcome) and results[1].detail.startswith("parked")  # waits for its tenure
     assert isinstance(results[2], MalformedEvent)
     assert isinstance(results[3], Outcome) and results[3].applied
     assert isinstance(results[4], Outcome) and results[4].detail == "duplicate: already processed"
     assert len(masters(fakes, first.tenure_id)) == len(masters(fakes, second.tenure_id)) == 1
     assert masters(fakes, orphan.tenure_id) == []
     with fakes.app.uow(read_only=True) as uow:
-        assert uow.tenures.get(UUID(orphan.tenure_id)) is None  # undone with its event
+        assert uow.tenures.get(UUID(orphan.tenure_id)) is None  # nothing of it kept but the parked event
         assert not uow.processed_events.seen(UUID(orphan.events[1]["id"]))
+        assert [parked.event.id for parked in uow.parked.list(10)] == [UUID(orphan.events[1]["id"])]
         assert not uow.processed_events.seen(UUID(malformed["id"]))
         assert uow.processed_events.seen(UUID(first.events[0]["id"]))
         assert uow.outbox.count_pending() == 2

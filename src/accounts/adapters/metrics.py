@@ -169,6 +169,9 @@ class _Figures(Collector):
                 since.add_metric([sink.name], _age(sink.last_delivered_at, now))
         yield pending
         yield since
+        yield GaugeMetricFamily(
+            "accounts_events_parked", "Tenure events kept until their tenure's create arrives", value=figures.parked
+        )
         yield CounterMetricFamily(
             "accounts_ledger_postings", "Transactions posted to the accounts' ledgers, ever", value=figures.postings
         )

@@ -235,6 +235,28 @@ def cmd_events_dead_letters(settings: Settings, args: argparse.Namespace) -> int
     return 0
 
 
+def cmd_events_parked(settings: Settings, args: argparse.Namespace) -> int:
+    from accounts.bootstrap import bootstrap
+
+    application = bootstrap(settings)
+    try:
+        with application.uow(read_only=True) as uow:
+            parked, total = uow.parked.list(args.limit), uow.parked.count()
+    finally:
+        application.close()
+    for item in parked:
+        event = item.event
+        print(
+            f"{event.id}  {event.event_type}  tenure {event.entity_id}  happened {event.date_time.isoformat()}  "
+            f"parked {item.parked_at.isoformat()}: {item.reason}"
+        )
+    print(
+        f"{total} event(s) waiting for their tenure's create"
+        + (f" ({args.limit} listed)" if total > args.limit else "")
+    )
+    return 0
+
+
 def cmd_events_replay(settings: Settings, args: argparse.Namespace) -> int:
     from accounts.bootstrap import bootstrap
     from accounts.service.accounts import utc_now
@@ -417,6 +439,9 @@ def build_parser() -> argparse.ArgumentParser:
     dead.add_argument("--all", action="store_true", help="include those already replayed")
     dead.add_argument("--json", action="store_true")
     dead.set_defaults(handler=cmd_events_dead_letters)
+    parked = events.add_parser("parked", help="list the events waiting for their tenure's create")
+    parked.add_argument("--limit", type=int, default=100, help="list at most this many")
+    parked.set_defaults(handler=cmd_events_parked)
     replay = events.add_parser("replay", help="publish dead letters again")
     replay.add_argument("--id", type=int, action="append", default=[])
     replay.add_argument("--all", action="store_true")

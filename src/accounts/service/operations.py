@@ -26,6 +26,7 @@ class Figures:
     outbox_oldest_at: datetime | None
     sinks: list[SinkFigures]
     postings: int  # ledger transactions ever posted
+    parked: int  # tenure events waiting for their tenure's create
 
 
 def figures(uow_factory: Callable[..., UnitOfWork], sinks: Sequence[str]) -> Figures:
@@ -38,4 +39,5 @@ def figures(uow_factory: Callable[..., UnitOfWork], sinks: Sequence[str]) -> Fig
                 for name in sinks
             ],
             postings=uow.transactions.count(),
+            parked=uow.parked.count(),
         )

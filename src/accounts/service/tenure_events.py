@@ -126,7 +126,7 @@ class TenureEventHandler:
         for attempt in range(1, self.attempts + 1):
             try:
                 with self.uow_factory() as uow:
-                    outcome = self._apply(uow, event, fields, fetched)
+                    outcome = self._apply(uow, event, fields, fetched, may_park=True)
                     uow.commit()
                     return outcome
             except ConcurrencyConflict:
@@ -164,7 +164,9 @@ class TenureEventHandler:
         try:
             fields = changed_fields(event)
             with uow.savepoint():
-                return self._apply(uow, event, fields, None)
+                # With a Tenure API to ask, an event about an unseen tenure goes one by one (`handle`
+                # asks it) before it may be parked.
+                return self._apply(uow, event, fields, None, may_park=self.tenure_source is None)
         except TransientError:
             raise  # the database itself: the whole batch goes one by one
         except Exception as error:
@@ -192,7 +194,13 @@ class TenureEventHandler:
             raise TransientError(str(error)) from None
 
     def _apply(
-        self, uow: UnitOfWork, event: EventEnvelope, fields: dict[str, Any], fetched: dict[str, Any] | None
+        self,
+        uow: UnitOfWork,
+        event: EventEnvelope,
+        fields: dict[str, Any],
+        fetched: dict[str, Any] | None,
+        *,
+        may_park: bool,
     ) -> Outcome:
         if uow.processed_events.seen(event.id):
             return Outcome(False, "duplicate: already processed")
@@ -204,11 +212,28 @@ class TenureEventHandler:
             applied += record.merge(fetched, event.date_time, whole=True)
         applied += record.merge(fields, event.date_time, whole=event.event_type == TENURE_CREATED)
         if not record.complete:
-            raise RetryLater(f"tenure {event.entity_id} has not been seen yet (no TenureCreatedEvent)")
+            reason = f"tenure {event.entity_id} has not been seen yet (no TenureCreatedEvent)"
+            if not may_park or event.event_type == TENURE_CREATED:  # a create that does not make it whole is wrong
+                raise RetryLater(reason)
+            # Kept, however long its create takes, and applied with it: never dead-lettered for waiting.
+            uow.parked.park(event, reason, self.clock())
+            return Outcome(False, f"parked: {reason}")
+        at = self.clock()
+        # Events that came before the tenure's create, applied now in the order they happened: the
+        # copy's per-field change times make the result what in-order delivery would have given.
+        waiting = uow.parked.for_tenure(event.entity_id)
+        for parked in waiting:
+            earlier = parked.event
+            applied += record.merge(
+                changed_fields(earlier), earlier.date_time, whole=earlier.event_type == TENURE_CREATED
+            )
+            uow.processed_events.record(earlier, f"applied with the tenure's create {event.id} (was parked)", at)
+        if waiting:
+            uow.parked.remove(event.entity_id, [parked.event.id for parked in waiting])
         context = Change(
             actor=Actor(event.user.name or LISTENER_NAME, event.user.email),
             correlation_id=event.correlation_id,
-            at=self.clock(),
+            at=at,
         )
         uow.tenures.save(record, context.at)
         if applied:

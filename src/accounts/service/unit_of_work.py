@@ -206,6 +206,33 @@ class Transactions(Protocol):
         """How many transactions have been posted, ever (the metrics' ledger postings)."""
 
 
+@dataclass(frozen=True)
+class ParkedEvent:
+    """A tenure event kept until its tenure is seen."""
+
+    event: EventEnvelope
+    reason: str
+    parked_at: datetime
+
+
+class ParkedEvents(Protocol):
+    """Events waiting for their tenure's create; kept at commit like everything else (journaled)."""
+
+    def park(self, event: EventEnvelope, reason: str, at: datetime) -> None:
+        """Keep it (a second delivery of the same event changes nothing)."""
+
+    def for_tenure(self, tenure_id: UUID) -> list[ParkedEvent]:
+        """The tenure's parked events in the order they happened (dateTime, then id)."""
+
+    def remove(self, tenure_id: UUID, event_ids: Sequence[UUID]) -> None:
+        """Applied: no longer parked."""
+
+    def list(self, limit: int) -> list[ParkedEvent]:
+        """The oldest parked first (for `accounts events parked`)."""
+
+    def count(self) -> int: ...
+
+
 class Outbox(Protocol):
     def add(self, topic: str, event: EventEnvelope, group_id: str) -> None: ...
     def pending(self, limit: int) -> list[OutboxMessage]: ...
@@ -273,6 +300,7 @@ class UnitOfWork(Protocol):
     tenures: TenureCopies
     interim: InterimRows
     transactions: Transactions
+    parked: ParkedEvents
     outbox: Outbox
     deliveries: InterimDeliveries
     dead_letters: DeadLetters

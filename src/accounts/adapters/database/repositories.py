@@ -40,6 +40,8 @@ from accounts.adapters.database.rows import (
     interim_from_row,
     interim_values,
     outbox_values,
+    parked_from_row,
+    parked_values,
     processed_values,
     tenure_from_row,
     tenure_values,
@@ -59,6 +61,7 @@ from accounts.service.unit_of_work import (
     InterimSource,
     LedgerDifference,
     OutboxMessage,
+    ParkedEvent,
     StatementCursor,
 )
 
@@ -734,6 +737,76 @@ class SqlTransactions:
     def count(self) -> int:
         query = sa.select(sa.func.count()).select_from(t.account_transactions)
         return int(self.memory.execute(query).scalar_one())
+
+
+_parked = t.parked_events.c
+_PARKED_FOR = sa.select(t.parked_events).where(_parked.tenure_id.in_(sa.bindparam("ids", expanding=True)))
+_INSERT_PARKED = t.parked_events.insert()
+_DELETE_PARKED = t.parked_events.delete().where(_parked.event_id == sa.bindparam("b_event_id"))
+
+
+class SqlParkedEvents:
+    """Each tenure's parked events, read once and remembered; parks and removals written at commit."""
+
+    def __init__(self, memory: Memory) -> None:
+        self.memory = memory
+        self.connection = memory.connection
+        self.journal = memory.journal
+        self._by_tenure: dict[UUID, tuple[ParkedEvent, ...]] = {}  # as it stands in this unit of work
+        self._parked: dict[UUID, dict[str, Any]] = {}  # parked here: the rows to insert
+        self._removed: dict[UUID, bool] = {}  # stored ones to delete
+        memory.keeps_writes(self)
+
+    def read_ahead(self, tenure_ids: Iterable[UUID]) -> None:
+        unknown = [tenure_id for tenure_id in dict.fromkeys(tenure_ids) if tenure_id not in self._by_tenure]
+        for chunk in chunks(unknown):
+            found: dict[UUID, list[ParkedEvent]] = {tenure_id: [] for tenure_id in chunk}
+            for row in self.connection.execute(_PARKED_FOR, {"ids": chunk}):
+                found[row.tenure_id].append(parked_from_row(row))
+            for tenure_id, events in found.items():
+                self._by_tenure[tenure_id] = tuple(sorted(events, key=_happened))
+
+    def for_tenure(self, tenure_id: UUID) -> list[ParkedEvent]:
+        if tenure_id not in self._by_tenure:
+            self.read_ahead([tenure_id])
+        return list(self._by_tenure[tenure_id])
+
+    def park(self, event: EventEnvelope, reason: str, at: datetime) -> None:
+        known = self.for_tenure(event.entity_id)
+        if any(parked.event.id == event.id for parked in known):
+            return  # delivered again while it waits
+        parked = ParkedEvent(event, reason, at)
+        self.journal.set(self._by_tenure, event.entity_id, tuple(sorted([*known, parked], key=_happened)))
+        self.journal.set(self._parked, event.id, parked_values(parked))
+
+    def remove(self, tenure_id: UUID, event_ids: Sequence[UUID]) -> None:
+        gone = set(event_ids)
+        kept = tuple(parked for parked in self.for_tenure(tenure_id) if parked.event.id not in gone)
+        self.journal.set(self._by_tenure, tenure_id, kept)
+        for event_id in gone:
+            if event_id in self._parked:
+                self.journal.set(self._parked, event_id, {})  # parked and applied in one unit of work
+            else:
+                self.journal.set(self._removed, event_id, True)
+
+    def list(self, limit: int) -> list[ParkedEvent]:
+        query = sa.select(t.parked_events).order_by(_parked.parked_at, _parked.event_id).limit(limit)
+        return [parked_from_row(row) for row in self.memory.execute(query)]
+
+    def count(self) -> int:
+        return int(self.memory.execute(sa.select(sa.func.count()).select_from(t.parked_events)).scalar_one())
+
+    def dirty(self) -> bool:
+        return bool(self._parked or self._removed)
+
+    def flush(self) -> None:
+        executemany(self.connection, _INSERT_PARKED, [row for row in self._parked.values() if row])
+        executemany(self.connection, _DELETE_PARKED, [{"b_event_id": event_id} for event_id in self._removed])
+        self._parked, self._removed = {}, {}
+
+
+def _happened(parked: ParkedEvent) -> tuple[datetime, str]:
+    return (parked.event.date_time, str(parked.event.id))
 
 
 class SqlOutbox:

@@ -26,10 +26,11 @@ from accounts.domain.account import (
     TenureTypeRef,
     wire_view,
 )
-from accounts.domain.events import EventEnvelope
+from accounts.domain.events import EventEnvelope, parse_envelope
 from accounts.domain.interim import ROW_FIELDS, InterimRow
 from accounts.domain.ledger import Direction, Transaction, TransactionType
 from accounts.domain.tenure import TenureRecord
+from accounts.service.unit_of_work import ParkedEvent
 
 
 def aware(value: datetime | None) -> datetime | None:
@@ -218,6 +219,24 @@ def transaction_from_row(row: sa.Row[Any]) -> Transaction:
         reverses_id=row.reverses_id,
         balance_after=Decimal(row.balance_after).quantize(_CENT),
     )
+
+
+def parked_values(parked: ParkedEvent) -> dict[str, Any]:
+    event = parked.event
+    return {
+        "event_id": event.id,
+        "tenure_id": event.entity_id,
+        "event_type": event.event_type[:80],
+        "date_time": event.date_time,
+        "envelope": _event_json(event),
+        "reason": parked.reason[:500],
+        "parked_at": parked.parked_at,
+    }
+
+
+def parked_from_row(row: Any) -> ParkedEvent:
+    """The event as it came (it was read once already; read again, it is the same envelope)."""
+    return ParkedEvent(parse_envelope(row.envelope), row.reason, aware(row.parked_at) or row.parked_at)
 
 
 def processed_values(event: EventEnvelope, outcome: str, at: datetime) -> dict[str, Any]:

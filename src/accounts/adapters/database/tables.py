@@ -226,3 +226,17 @@ account_transactions = sa.Table(
     sa.Index("ix_account_transactions_statement", "account_id", "transaction_date", "position"),
 )
 STATEMENT_ORDER = (account_transactions.c.transaction_date, account_transactions.c.position)
+
+# Tenure events that came before their tenure's TenureCreatedEvent: kept, however long, and applied
+# (in dateTime order) in the same transaction as the create when it arrives.
+parked_events = sa.Table(
+    "parked_events",
+    metadata,
+    sa.Column("event_id", sa.Uuid, primary_key=True),
+    sa.Column("tenure_id", sa.Uuid, nullable=False, index=True),
+    sa.Column("event_type", sa.String(80), nullable=False),
+    sa.Column("date_time", Timestamp, nullable=False),
+    sa.Column("envelope", sa.Text, nullable=False),  # the envelope as it came, for applying it later
+    sa.Column("reason", sa.String(500), nullable=False),
+    sa.Column("parked_at", Timestamp, nullable=False),
+)

@@ -18,6 +18,7 @@ from accounts.adapters.database.repositories import (
     SqlInterimDeliveries,
     SqlInterimRows,
     SqlOutbox,
+    SqlParkedEvents,
     SqlPaymentReferenceSerials,
     SqlProcessedEvents,
     SqlTargetTypeRepository,
@@ -33,6 +34,7 @@ from accounts.service.unit_of_work import (
     InterimDeliveries,
     InterimRows,
     Outbox,
+    ParkedEvents,
     PaymentReferenceSerials,
     ProcessedEvents,
     TargetTypeRepository,
@@ -66,6 +68,7 @@ class SqlAlchemyUnitOfWork:
     tenures: TenureCopies
     interim: InterimRows
     transactions: Transactions
+    parked: ParkedEvents
     outbox: Outbox
     deliveries: InterimDeliveries
     dead_letters: DeadLetters
@@ -100,6 +103,7 @@ class SqlAlchemyUnitOfWork:
         self.accounts = self._accounts = SqlAccountRepository(memory)
         self.interim = self._interim = SqlInterimRows(memory, self._accounts.added)
         self.transactions = SqlTransactions(memory)  # after the accounts: a transaction's row names its account
+        self.parked = self._parked = SqlParkedEvents(memory)
         self.outbox = SqlOutbox(memory)
         self.processed_events = self._processed = SqlProcessedEvents(memory)
         self.target_types = SqlTargetTypeRepository(memory)
@@ -143,6 +147,7 @@ class SqlAlchemyUnitOfWork:
             self._tenures.read_ahead(tenure_ids)
             self._processed.read_ahead(event_ids)
             self._accounts.read_ahead(tenure_ids)
+            self._parked.read_ahead(tenure_ids)
             self._interim.read_ahead(self._accounts.known_ids())
             self._interim.registered_sinks()
             self.target_types.all()  # remembered for the rest of the unit of work
