@@ -294,3 +294,21 @@ def test_generated_requests_get_answers_the_document_describes(api: Api) -> None
                 continue  # an operation without parameters has no negative examples
             checked += 1
     assert checked >= 14
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("DELETE", "/api/v1/accounts"),
+        ("OPTIONS", "/api/v1/accounts/{id}"),
+        ("PUT", "/api/v1/accounts/{id}/transactions"),
+    ],
+)
+def test_a_method_not_allowed_names_every_method_the_path_answers(
+    api: Api, document: dict[str, Any], method: str, path: str
+) -> None:
+    response = api.request(method, path.replace("{id}", "3fa85f64-5717-4562-b3fc-2c963f66afa6"))
+
+    assert response.status_code == 405
+    documented = sorted(verb.upper() for verb in document["paths"][path])
+    assert sorted(part.strip() for part in response.headers["Allow"].split(",")) == documented

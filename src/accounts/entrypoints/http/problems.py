@@ -16,6 +16,8 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Scope
 
 from accounts.domain.errors import DomainError, ValidationProblem
 from accounts.domain.ledger import LedgerConflict
@@ -158,6 +160,18 @@ def _location(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
+def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
+    """Every method some route answers on this path (what a 405's Allow header must list)."""
+    path = scope.get("path", "")
+    methods = {
+        method
+        for route in app.router.routes
+        if isinstance(route, Route) and route.methods and route.path_regex.match(path)
+        for method in route.methods
+    }
+    return sorted(methods)
+
+
 def install(app: FastAPI) -> None:
     async def api_problem(request: Request, error: Exception) -> Response:
         assert isinstance(error, ApiProblem)
@@ -203,9 +217,11 @@ def install(app: FastAPI) -> None:
 
     async def http_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, StarletteHTTPException)
-        return problem_response(
-            error.status_code, str(error.detail), instance=request.url.path, headers=dict(error.headers or {})
-        )
+        headers = dict(error.headers or {})
+        if error.status_code == 405:
+            # Each method of a path is a route of its own, so the router names only the first one's methods.
+            headers["Allow"] = ", ".join(allowed_methods(app, request.scope))
+        return problem_response(error.status_code, str(error.detail), instance=request.url.path, headers=headers)
 
     async def unexpected(request: Request, error: Exception) -> Response:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
