@@ -65,8 +65,13 @@ def _date_text(value: Any) -> Any:
 MONEY_SCHEMA: dict[str, Any] = {
     "type": "number",
     "description": "An exact amount in pounds with at most two decimal places",
+    # NUMERIC(14,2): less than a trillion either way (MONEY_LIMIT).
+    "exclusiveMinimum": -1_000_000_000_000,
+    "exclusiveMaximum": 1_000_000_000_000,
     "examples": [317.54],
 }
+# A ledger amount: always more than zero (its type says which way it moves what is owed).
+AMOUNT_SCHEMA: dict[str, Any] = {**MONEY_SCHEMA, "exclusiveMinimum": 0, "examples": [125.5]}
 Storable = AfterValidator(_storable)
 Text = Annotated[str, StringConstraints(max_length=200), Storable]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=100), Storable]
@@ -322,7 +327,9 @@ class TransactionIn(Wire):
 
     id: UUID = Field(description="Chosen by the client: posting the same id again posts nothing twice")
     transactionType: PostableType
-    amount: Money = Field(description="Greater than zero, at most two decimal places")
+    amount: Annotated[Money, WithJsonSchema(AMOUNT_SCHEMA)] = Field(
+        description="Greater than zero, at most two decimal places"
+    )
     transactionDate: Day = Field(description="The day it applies; its rent week is worked out from it")
     direction: Direction | None = Field(default=None, description="Only on an Adjustment, which requires it")
     description: Annotated[str, StringConstraints(max_length=500), Storable] | None = None
