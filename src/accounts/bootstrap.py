@@ -22,6 +22,7 @@ from accounts.service.interim_sync import InterimSync
 from accounts.service.ledger import LedgerService
 from accounts.service.listener import FinanceListener, Flag, RetryPolicy
 from accounts.service.outbox_relay import OutboxRelay
+from accounts.service.payment_files import PaymentFileService, SuspenseService
 from accounts.service.ports import AccountReads, InterimSink, MessageBroker, TenureSource
 from accounts.service.tenure_events import TenureEventHandler
 from accounts.service.unit_of_work import UnitOfWork
@@ -109,6 +110,9 @@ class Application:
     _engine: sa.Engine | None = field(default=None, repr=False)
     # Sinks built for reconciling only; closed with the application.
     _checked: list[InterimSink] = field(default_factory=list, init=False, repr=False)
+    # Payment files and suspense (set by `bootstrap`, on the same units of work as the rest).
+    payment_files: PaymentFileService = field(init=False, repr=False)
+    suspense: SuspenseService = field(init=False, repr=False)
 
     @property
     def engine(self) -> sa.Engine:
@@ -223,7 +227,7 @@ def bootstrap(
     if reads is None:
         engine = engine or create_engine(settings.database_url)
         reads = build_reads(engine, settings)
-    return Application(
+    application = Application(
         settings,
         accounts,
         tenure_events,
@@ -235,3 +239,6 @@ def bootstrap(
         broker_factory=broker_factory,
         _engine=engine,
     )
+    application.payment_files = PaymentFileService(uow_factory, batch_lines=settings.payment_file_batch_lines)
+    application.suspense = SuspenseService(uow_factory)
+    return application

@@ -89,6 +89,11 @@ _REFERENCES_BETWEEN = sa.select(_accounts.id, _accounts.payment_reference).where
 _REFERENCE = sa.select(_accounts.id, _accounts.payment_reference).where(
     _accounts.payment_reference == sa.bindparam("reference")
 )
+# A payment file's batch: the accounts holding its payment references, in one read (locked in id order).
+_ACCOUNTS_BY_REFERENCES = sa.select(t.accounts).where(
+    _accounts.payment_reference.in_(sa.bindparam("references", expanding=True))
+)
+_ACCOUNTS_BY_REFERENCES_FOR_UPDATE = _ACCOUNTS_BY_REFERENCES.order_by(_accounts.id).with_for_update()
 _INSERT_ACCOUNT = t.accounts.insert()
 # The SET clause is every column in the parameters; the b_ names are the WHERE clause's.
 _UPDATE_ACCOUNT = t.accounts.update().where(
@@ -164,6 +169,7 @@ _INSERT_OUTBOX = t.outbox.insert()
 _ledger = t.account_transactions.c
 _TRANSACTION = sa.select(t.account_transactions).where(_ledger.id == sa.bindparam("id"))
 _REVERSAL = sa.select(t.account_transactions).where(_ledger.reverses_id == sa.bindparam("id"))
+_TRANSACTIONS_IN = sa.select(t.account_transactions).where(_ledger.id.in_(sa.bindparam("ids", expanding=True)))
 _INSERT_TRANSACTION = t.account_transactions.insert()
 _statement_place = sa.tuple_(*t.STATEMENT_ORDER)
 
@@ -308,6 +314,23 @@ class SqlAccountRepository:
         found = self.connection.execute(_REFERENCE, {"reference": payment_reference}).first()
         self._owner.setdefault(payment_reference, found.id if found is not None else None)
         return self._owner[payment_reference] is not None
+
+    def by_payment_references(self, references: Sequence[str], *, for_update: bool = False) -> dict[str, Account]:
+        wanted = list(dict.fromkeys(references))
+        if for_update:
+            unread = sorted(r for r in wanted if (owner := self._owner.get(r)) is None or owner not in self._locked)
+        else:
+            unread = sorted(r for r in wanted if r not in self._owner)
+        query = _ACCOUNTS_BY_REFERENCES_FOR_UPDATE if for_update else _ACCOUNTS_BY_REFERENCES
+        for chunk in chunks(unread):
+            for row in self.connection.execute(query, {"references": chunk}):
+                self._remember(row, fresh=for_update)
+                if for_update:
+                    self._locked.add(row.id)
+            for reference in chunk:
+                self._owner.setdefault(reference, None)  # read, and no account holds it
+        found = {reference: self._owner[reference] for reference in wanted}
+        return {reference: self._current[owner] for reference, owner in found.items() if owner is not None}
 
     def add(self, account: Account, amount_owed: Decimal) -> None:
         if account.target_id not in self._targets:
@@ -662,6 +685,15 @@ class SqlTransactions:
             else:
                 self._remember(row)
         return self._known[transaction_id]
+
+    def get_many(self, transaction_ids: Sequence[UUID]) -> dict[UUID, Transaction]:
+        unknown = [i for i in dict.fromkeys(transaction_ids) if i not in self._known]
+        for chunk in chunks(unknown):
+            for row in self.connection.execute(_TRANSACTIONS_IN, {"ids": chunk}):
+                self._remember(row)
+            for transaction_id in chunk:
+                self._known.setdefault(transaction_id, None)
+        return {i: found for i in transaction_ids if (found := self._known[i]) is not None}
 
     def reversal_of(self, transaction_id: UUID) -> Transaction | None:
         if transaction_id not in self._reversals:

@@ -24,6 +24,7 @@ from accounts.adapters.database.repositories import (
     SqlTenureCopies,
     SqlTransactions,
 )
+from accounts.adapters.database.suspense import SqlSuspenseItems
 from accounts.service.ports import TransientError
 from accounts.service.unit_of_work import (
     AccountRepository,
@@ -34,6 +35,7 @@ from accounts.service.unit_of_work import (
     Outbox,
     PaymentReferenceSerials,
     ProcessedEvents,
+    SuspenseItems,
     TargetTypeRepository,
     TenureCopies,
     Transactions,
@@ -69,6 +71,7 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
     outbox: Outbox
     deliveries: InterimDeliveries
     dead_letters: DeadLetters
+    suspense: SuspenseItems
 
     def __init__(self, engine: sa.Engine, *, read_only: bool = False, interim_sinks: Sequence[str] = ()) -> None:
         self.engine = engine
@@ -100,6 +103,7 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
         self.accounts = self._accounts = SqlAccountRepository(memory)
         self.interim = self._interim = SqlInterimRows(memory, self._accounts.added)
         self.transactions = SqlTransactions(memory)  # after the accounts: a transaction's row names its account
+        self.suspense = SqlSuspenseItems(memory)
         self.outbox = SqlOutbox(memory)
         self.processed_events = self._processed = SqlProcessedEvents(memory)
         self.target_types = SqlTargetTypeRepository(memory)
