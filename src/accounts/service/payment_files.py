@@ -150,14 +150,18 @@ class PaymentFileService:
 
     def _post_batch(self, uow: UnitOfWork, batch: list[PaymentLine], change: Change) -> list[_Outcome]:
         """Each payment of the batch posted, set aside, or found imported already; in one unit of work."""
-        references = sorted({p.matching_reference for p in batch if looks_like_payment_reference(p.matching_reference)})
+        # What the batch's bank references posted or set aside before, in two reads: a file imported
+        # again reads no account at all.
+        uow.transactions.get_many([payment.transaction_id for payment in batch])
+        uow.suspense.by_references([payment.reference for payment in batch])
+        new = [payment for payment in batch if _imported_before(uow, payment) is None]
+        references = sorted({p.matching_reference for p in new if looks_like_payment_reference(p.matching_reference)})
         # What committing the postings reads (the accounts' targets, tenure copies and interim rows), read
         # ahead; then the accounts held, in one statement (PostgreSQL: in id order), as a posting holds its one.
         found = uow.accounts.by_payment_references(references)
-        uow.read_ahead([], sorted({account.target_id for account in found.values()}))
+        if found:
+            uow.read_ahead([], sorted({account.target_id for account in found.values()}))
         accounts = uow.accounts.by_payment_references(references, for_update=True)
-        uow.transactions.get_many([payment.transaction_id for payment in batch])
-        uow.suspense.by_references([payment.reference for payment in batch])
         outcomes: list[_Outcome] = []
         for payment in batch:
             earlier = _imported_before(uow, payment)

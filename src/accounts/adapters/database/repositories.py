@@ -253,8 +253,8 @@ class SqlAccountRepository:
     def _remember(self, row: sa.Row[Any], *, fresh: bool = False) -> Account:
         """The row's account, unless this unit of work already knows better (it changed it, or read it)."""
         known = self._current.get(row.id)
-        if known is not None and (not fresh or row.id in self._dirty):
-            return known
+        if known is not None and (not fresh or row.id in self._dirty or known.version == row.version):
+            return known  # read again, fresh: the same version is the same account (versions only rise)
         account = account_from_row(row)
         self._current[account.id] = account
         self._stored_version[account.id] = account.version

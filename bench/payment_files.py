@@ -1,0 +1,125 @@
+"""How long a payment file of 100,000 rows takes to import, and the memory it takes (`accounts payments import`).
+
+The issue's targets: <= 10 s on SQLite, <= 15 s on PostgreSQL, peak memory < 300 MB, with 5% of the
+rows going to suspense. The database holds 100,000 tenure accounts (bench.seed: 1 in 20 ended), a
+scratch copy per run; the file pays 95% of its rows to active accounts (some accounts twice) and
+sets 5% aside: references no account has, mistyped check digits, ended accounts. The real command
+runs as a child process; its wall time and peak resident memory (sampled) are reported, with the
+import's own time as it prints it, then the same file again (everything already imported) and
+`accounts ledger verify`.
+
+    python -m bench.payment_files [--rows 100000] [--accounts 100000] [--database sqlite|postgresql|both]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import re
+import subprocess
+import time
+from datetime import date, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+from accounts.domain.payment_file import HEADER
+from accounts.domain.payment_reference import FIRST_SERIAL, from_serial
+from bench.seed import scratch_copy, seeded_database
+from bench.servers import MemoryWatch, accounts_command, free_port, service_env
+from bench.topology import EMBEDDED, POSTGRES_URL, production
+
+WORK = Path("var/bench/payment_files")
+MB = 1024 * 1024
+TARGET_SECONDS = {"sqlite": 10.0, "postgresql": 15.0}
+TARGET_MB = 300
+METHODS = ("Paypoint", "Bank transfer", "Direct debit", "Post Office", "Card")
+
+
+def write_file(path: Path, rows: int, accounts: int, suspense_share: float = 0.05, seed: int = 5) -> dict[str, int]:
+    """The payment file: what bench.seed's accounts would pay in a busy week; returns how many of each kind."""
+    rng = random.Random(seed)
+    first_day = date(2026, 4, 6)
+    kinds = {"active": 0, "unknown": 0, "mistyped": 0, "ended": 0}
+    with path.open("w", encoding="utf-8", newline="") as out:
+        out.write(HEADER + "\r\n")
+        for n in range(rows):
+            index = rng.randrange(accounts)
+            if rng.random() < suspense_share:
+                kind = rng.choice(("unknown", "mistyped", "ended"))
+                if kind == "unknown":
+                    reference = from_serial(FIRST_SERIAL + accounts + rng.randrange(1, 10**6))
+                elif kind == "mistyped":
+                    good = from_serial(FIRST_SERIAL + index)
+                    reference = good[:-1] + str((int(good[-1]) + rng.randrange(1, 10)) % 10)
+                else:
+                    reference = from_serial(FIRST_SERIAL + index - index % 20)  # bench.seed ends every 20th
+            else:
+                kind = "active"
+                index = index if index % 20 else index + 1
+                reference = from_serial(FIRST_SERIAL + min(index, accounts - 1))
+            kinds[kind] += 1
+            amount = Decimal(rng.randrange(100, 50_000)).scaleb(-2)
+            day = first_day + timedelta(days=rng.randrange(7))
+            out.write(f"{reference},{amount},{day.isoformat()},{rng.choice(METHODS)},BENCH-{seed}-{n:08d}\r\n")
+    return kinds
+
+
+def run(command: list[str], env: dict[str, str]) -> tuple[float, int, str, str]:
+    """Wall seconds, peak RSS (bytes) and the output of one command."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watch = MemoryWatch(process.pid, interval=0.05).start()
+    stdout, stderr = process.communicate()
+    seconds = time.perf_counter() - started
+    peak = watch.stop()
+    if process.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed ({process.returncode}):\n{stderr[-3000:]}")
+    return seconds, peak, stdout, stderr
+
+
+def measure(name: str, url: str, path: Path) -> bool:
+    env = service_env(url, WORK, free_port())
+    command = [*accounts_command(), "payments", "import", str(path), "--quiet"]
+    seconds, peak, stdout, stderr = run(command, env)
+    inner = re.search(r"in ([0-9.]+) s", stderr)
+    print(f"{name}: {stdout.splitlines()[0]}")
+    print(
+        f"{name}: import {float(inner.group(1)) if inner else float('nan'):.1f} s "
+        f"(command {seconds:.1f} s wall, start-up included), peak RSS {peak / MB:.0f} MB"
+    )
+    again, again_peak, again_out, _ = run(command, env)
+    print(f"{name}: the same file again: {again:.1f} s, peak RSS {again_peak / MB:.0f} MB: {again_out.splitlines()[0]}")
+    verified, _, verify_out, _ = run([*accounts_command(), "ledger", "verify"], env)
+    print(f"{name}: ledger verify {verified:.1f} s: {verify_out.strip()}")
+    import_seconds = float(inner.group(1)) if inner else seconds
+    ok = import_seconds <= TARGET_SECONDS[name] and peak < TARGET_MB * MB
+    print(
+        f"{name}: target <= {TARGET_SECONDS[name]:.0f} s and < {TARGET_MB} MB: {'met' if ok else 'NOT met'}",
+        flush=True,
+    )
+    return ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--accounts", type=int, default=100_000)
+    parser.add_argument("--database", choices=("sqlite", "postgresql", "both"), default="both")
+    parser.add_argument("--postgres-url", default=POSTGRES_URL, help="a maintenance database on the server")
+    args = parser.parse_args(argv)
+    WORK.mkdir(parents=True, exist_ok=True)
+    path = WORK / f"payments-{args.rows}.csv"
+    kinds = write_file(path, args.rows, args.accounts)
+    print(f"{path}: {args.rows:,} rows, {path.stat().st_size / MB:.1f} MB, {kinds}")
+    met = True
+    names = ("sqlite", "postgresql") if args.database == "both" else (args.database,)
+    for name in names:
+        topology = EMBEDDED if name == "sqlite" else production(args.postgres_url)
+        seeded = seeded_database(args.accounts, WORK, topology)
+        url = scratch_copy(seeded, WORK, f"payments-{name}")
+        met = measure(name, url, path) and met
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
