@@ -18,12 +18,21 @@ import random
 import re
 import subprocess
 import time
-from datetime import date, timedelta
+import uuid
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import sqlalchemy as sa
+
+from accounts.adapters.database import tables as t
+from accounts.adapters.database.bulk import executemany
+from accounts.adapters.database.engine import create_engine
+from accounts.adapters.database.rows import transaction_values
+from accounts.domain.ledger import opening_balance
 from accounts.domain.payment_file import HEADER
 from accounts.domain.payment_reference import FIRST_SERIAL, from_serial
+from accounts.domain.polarity import DEFAULT_TARGET_TYPES
 from bench.seed import scratch_copy, seeded_database
 from bench.servers import MemoryWatch, accounts_command, free_port, service_env
 from bench.topology import EMBEDDED, POSTGRES_URL, production
@@ -62,6 +71,31 @@ def write_file(path: Path, rows: int, accounts: int, suspense_share: float = 0.0
             day = first_day + timedelta(days=rng.randrange(7))
             out.write(f"{reference},{amount},{day.isoformat()},{rng.choice(METHODS)},BENCH-{seed}-{n:08d}\r\n")
     return kinds
+
+
+def open_balances(url: str) -> None:
+    """bench.seed writes balances without their ledger: open each in it, as migration 0004 does, so that
+    `accounts ledger verify` checks what the import changed."""
+    engine = create_engine(url)
+    polarity = {target.name: target.polarity for target in DEFAULT_TARGET_TYPES}
+    posted_at = datetime(2026, 4, 1, tzinfo=UTC)
+    with engine.begin() as connection:
+        rows = connection.execute(sa.select(t.accounts.c.id, t.accounts.c.target_type, t.accounts.c.account_balance))
+        values = []
+        for account_id, target_type, balance in rows:
+            opening = opening_balance(
+                account_id=account_id,
+                balance=Decimal(balance).quantize(Decimal("0.01")),
+                polarity=polarity[target_type],
+                created_by="bench",
+                posted_at=posted_at,
+                transaction_date=posted_at.date(),
+                transaction_id=uuid.uuid4(),
+            )
+            if opening is not None:
+                values.append(transaction_values(opening))
+        executemany(connection, t.account_transactions.insert(), values)
+    engine.dispose()
 
 
 def run(command: list[str], env: dict[str, str]) -> tuple[float, int, str, str]:
@@ -117,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         topology = EMBEDDED if name == "sqlite" else production(args.postgres_url)
         seeded = seeded_database(args.accounts, WORK, topology)
         url = scratch_copy(seeded, WORK, f"payments-{name}")
+        open_balances(url)
         met = measure(name, url, path) and met
     return 0 if met else 1
 

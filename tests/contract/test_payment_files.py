@@ -55,6 +55,36 @@ def test_by_payment_references_sees_what_this_unit_of_work_changed(uow: UowFacto
     assert found == {moved_to: changed, added.payment_reference: added}
 
 
+def test_a_change_made_from_held_accounts_never_loses_one_committed_after_they_were_first_read(
+    uow: UowFactory, backend: Store
+) -> None:
+    """Held (PostgreSQL: locked, read again if changed), the latest version is changed; or (the fakes' snapshot)
+    the commit is a conflict, retried. Either way the change committed meanwhile stays."""
+    writers_take_turns(backend)
+    account = an_account()
+    store(uow, account)
+    ref = account.payment_reference
+
+    with uow() as unit:
+        unit.accounts.by_payment_references([ref])
+        with uow() as other:
+            other.accounts.update(replace(account, agreement_type="Changed meanwhile", version=2), 1, Decimal("0"))
+            other.commit()
+        held = unit.accounts.by_payment_references([ref], for_update=True)[ref]
+        try:
+            paid = replace(held, account_balance=Decimal("10.00"), version=held.version + 1)
+            unit.accounts.update(paid, held.version, Decimal("-10.00"))
+            unit.commit()
+        except ConcurrencyConflict:
+            pass
+
+    with uow(read_only=True) as unit:
+        stored = unit.accounts.get(account.id)
+    assert stored is not None and stored.agreement_type == "Changed meanwhile"
+    if backend.name == "postgresql":
+        assert (stored.account_balance, stored.version) == (Decimal("10.00"), 3)
+
+
 def test_by_payment_references_of_nothing_is_nothing(uow: UowFactory) -> None:
     with uow(read_only=True) as unit:
         assert unit.accounts.by_payment_references([]) == {}

@@ -93,7 +93,13 @@ _REFERENCE = sa.select(_accounts.id, _accounts.payment_reference).where(
 _ACCOUNTS_BY_REFERENCES = sa.select(t.accounts).where(
     _accounts.payment_reference.in_(sa.bindparam("references", expanding=True))
 )
-_ACCOUNTS_BY_REFERENCES_FOR_UPDATE = _ACCOUNTS_BY_REFERENCES.order_by(_accounts.id).with_for_update()
+_VERSIONS_BY_REFERENCES_FOR_UPDATE = (
+    sa.select(_accounts.id, _accounts.version)
+    .where(_accounts.payment_reference.in_(sa.bindparam("references", expanding=True)))
+    .order_by(_accounts.id)
+    .with_for_update()
+)
+_ACCOUNTS_IN = sa.select(t.accounts).where(_accounts.id.in_(sa.bindparam("ids", expanding=True)))
 _INSERT_ACCOUNT = t.accounts.insert()
 # The SET clause is every column in the parameters; the b_ names are the WHERE clause's.
 _UPDATE_ACCOUNT = t.accounts.update().where(
@@ -318,19 +324,31 @@ class SqlAccountRepository:
     def by_payment_references(self, references: Sequence[str], *, for_update: bool = False) -> dict[str, Account]:
         wanted = list(dict.fromkeys(references))
         if for_update:
-            unread = sorted(r for r in wanted if (owner := self._owner.get(r)) is None or owner not in self._locked)
+            self._lock_by_references(sorted(r for r in wanted if self._owner.get(r) not in self._locked))
         else:
-            unread = sorted(r for r in wanted if r not in self._owner)
-        query = _ACCOUNTS_BY_REFERENCES_FOR_UPDATE if for_update else _ACCOUNTS_BY_REFERENCES
-        for chunk in chunks(unread):
-            for row in self.connection.execute(query, {"references": chunk}):
-                self._remember(row, fresh=for_update)
-                if for_update:
-                    self._locked.add(row.id)
-            for reference in chunk:
-                self._owner.setdefault(reference, None)  # read, and no account holds it
+            for chunk in chunks(sorted(r for r in wanted if r not in self._owner)):
+                for row in self.connection.execute(_ACCOUNTS_BY_REFERENCES, {"references": chunk}):
+                    self._remember(row)
+                for reference in chunk:
+                    self._owner.setdefault(reference, None)  # read, and no account holds it
         found = {reference: self._owner[reference] for reference in wanted}
         return {reference: self._current[owner] for reference, owner in found.items() if owner is not None}
+
+    def _lock_by_references(self, references: list[str]) -> None:
+        """Lock the accounts (in id order) reading their versions only: those read before at the same version are
+        as read; the others (changed meanwhile, or never read) are read whole, in one more query."""
+        for chunk in chunks(references):
+            stale = []
+            for row in self.connection.execute(_VERSIONS_BY_REFERENCES_FOR_UPDATE, {"references": chunk}):
+                known = self._current.get(row.id)
+                if known is None or (known.version != row.version and row.id not in self._dirty):
+                    stale.append(row.id)
+                self._locked.add(row.id)
+            if stale:
+                for whole in self.connection.execute(_ACCOUNTS_IN, {"ids": stale}):
+                    self._remember(whole, fresh=True)
+            for reference in chunk:
+                self._owner.setdefault(reference, None)  # read, and no account holds it
 
     def add(self, account: Account, amount_owed: Decimal) -> None:
         if account.target_id not in self._targets:
