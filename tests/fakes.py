@@ -29,6 +29,7 @@ from accounts.domain.interim import InterimRow
 from accounts.domain.ledger import Transaction
 from accounts.domain.payment_reference import FIRST_SERIAL
 from accounts.domain.polarity import DEFAULT_TARGET_TYPES, ZERO, Polarity, TargetType
+from accounts.domain.suspense import SuspenseItem, SuspenseStatus
 from accounts.domain.tenure import TenureRecord
 from accounts.service.changes import write_raised
 from accounts.service.ports import (
@@ -55,6 +56,8 @@ from accounts.service.unit_of_work import (
     PaymentReferenceSerials,
     ProcessedEvents,
     StatementCursor,
+    SuspenseCursor,
+    SuspenseItems,
     TargetTypeRepository,
     TenureCopies,
     Transactions,
@@ -102,6 +105,7 @@ class State:
     reversals: dict[UUID, UUID] = field(default_factory=dict)
     next_position: int = 1
     parked: dict[UUID, ParkedEvent] = field(default_factory=dict)  # event id -> the event waiting for its tenure
+    suspense: dict[UUID, SuspenseItem] = field(default_factory=dict)
 
     def copy(self) -> State:
         return State(
@@ -119,6 +123,7 @@ class State:
             dict(self.reversals),
             self.next_position,
             dict(self.parked),
+            dict(self.suspense),
         )
 
     def check_unique(self) -> None:
@@ -136,6 +141,9 @@ class State:
         refs = [row.payment_ref for row, _ in self.interim.values()]
         if len(refs) != len(set(refs)):
             raise ConcurrencyConflict("two interim rows would share a payment reference")
+        bank_references = [item.reference for item in self.suspense.values()]
+        if len(bank_references) != len(set(bank_references)):
+            raise ConcurrencyConflict("two suspense items would share a bank reference")
 
 
 # A change kept by a unit of work: the guard it is written with (raises ConcurrencyConflict), and the write.
@@ -209,6 +217,7 @@ class FakeUnitOfWork:
     outbox: Outbox
     deliveries: InterimDeliveries
     dead_letters: DeadLetters
+    suspense: SuspenseItems
 
     def __init__(self, database: FakeDatabase, *, read_only: bool = False, interim_sinks: Sequence[str] = ()) -> None:
         self.database = database
@@ -232,6 +241,7 @@ class FakeUnitOfWork:
         self.outbox = FakeOutbox(self)
         self.deliveries = FakeDeliveries(self)
         self.dead_letters = FakeDeadLetters(self)
+        self.suspense = FakeSuspenseItems(self)
         return self
 
     def __exit__(
@@ -291,6 +301,14 @@ class FakeAccounts:
 
     def payment_reference_taken(self, payment_reference: str) -> bool:
         return any(account.payment_reference == payment_reference for account, _ in self.uow.view.accounts.values())
+
+    def by_payment_references(self, references: Sequence[str], *, for_update: bool = False) -> dict[str, Account]:
+        wanted = set(references)
+        return {
+            account.payment_reference: account
+            for account, _ in self.uow.view.accounts.values()
+            if account.payment_reference in wanted
+        }
 
     def add(self, account: Account, amount_owed: Decimal) -> None:
         def write(state: State) -> None:
@@ -527,6 +545,10 @@ class FakeTransactions:
         entry = self.uow.view.transactions.get(transaction_id)
         return None if entry is None else entry[1]
 
+    def get_many(self, transaction_ids: Sequence[UUID]) -> dict[UUID, Transaction]:
+        view = self.uow.view.transactions
+        return {i: view[i][1] for i in transaction_ids if i in view}
+
     def reversal_of(self, transaction_id: UUID) -> Transaction | None:
         reversal_id = self.uow.view.reversals.get(transaction_id)
         return None if reversal_id is None else self.get(reversal_id)
@@ -596,6 +618,53 @@ class FakeTransactions:
 
     def count(self) -> int:
         return len(self.uow.view.transactions)
+
+
+class FakeSuspenseItems:
+    """Suspense items in the view; the reference and the version read guarded at commit, as the database's keys."""
+
+    def __init__(self, uow: FakeUnitOfWork) -> None:
+        self.uow = uow
+
+    def by_references(self, references: Sequence[str]) -> dict[str, SuspenseItem]:
+        wanted = set(references)
+        return {item.reference: item for item in self.uow.view.suspense.values() if item.reference in wanted}
+
+    def get(self, item_id: UUID, *, for_update: bool = False) -> SuspenseItem | None:
+        return self.uow.view.suspense.get(item_id)
+
+    def add(self, item: SuspenseItem) -> None:
+        def write(state: State) -> None:
+            state.suspense[item.id] = item
+
+        def guard(state: State) -> None:
+            if item.id in state.suspense:
+                raise ConcurrencyConflict(f"suspense item {item.id} exists already")
+
+        self.uow.keep(write, guard)
+
+    def update(self, item: SuspenseItem, expected_version: int) -> None:
+        def guard(state: State) -> None:
+            current = state.suspense.get(item.id)
+            if current is None or current.version != expected_version:
+                raise ConcurrencyConflict(f"suspense item {item.id} is no longer at version {expected_version}")
+
+        def write(state: State) -> None:
+            state.suspense[item.id] = item
+
+        guard(self.uow.view)
+        self.uow.keep(write, guard)
+
+    def page(self, *, include_resolved: bool, after: SuspenseCursor | None, limit: int) -> list[SuspenseItem]:
+        listed = sorted(
+            (
+                item
+                for item in self.uow.view.suspense.values()
+                if include_resolved or item.status is not SuspenseStatus.RESOLVED
+            ),
+            key=lambda item: (item.payment_date, item.reference),
+        )
+        return [item for item in listed if after is None or (item.payment_date, item.reference) > after][:limit]
 
 
 class FakeOutbox:

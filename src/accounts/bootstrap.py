@@ -24,6 +24,7 @@ from accounts.service.ledger import LedgerService
 from accounts.service.listener import FinanceListener, Flag, RetryPolicy
 from accounts.service.operations import Figures, figures
 from accounts.service.outbox_relay import OutboxRelay
+from accounts.service.payment_files import PaymentFileService, SuspenseService
 from accounts.service.ports import AccountReads, InterimSink, MessageBroker, TenureSource
 from accounts.service.tenure_events import TenureEventHandler
 from accounts.service.unit_of_work import UnitOfWork
@@ -114,6 +115,9 @@ class Application:
     # Every listener this application made: their counts are the process's events metrics.
     listeners: list[FinanceListener] = field(default_factory=list, init=False, repr=False)
     _metrics: Metrics | None = field(default=None, init=False, repr=False)
+    # Payment files and suspense (set by `bootstrap`, on the same units of work as the rest).
+    payment_files: PaymentFileService = field(init=False, repr=False)
+    suspense: SuspenseService = field(init=False, repr=False)
 
     @property
     def engine(self) -> sa.Engine:
@@ -242,7 +246,7 @@ def bootstrap(
     if reads is None:
         engine = engine or create_engine(settings.database_url)
         reads = build_reads(engine, settings)
-    return Application(
+    application = Application(
         settings,
         accounts,
         tenure_events,
@@ -254,3 +258,6 @@ def bootstrap(
         broker_factory=broker_factory,
         _engine=engine,
     )
+    application.payment_files = PaymentFileService(uow_factory, batch_lines=settings.payment_file_batch_lines)
+    application.suspense = SuspenseService(uow_factory)
+    return application

@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = 256 * 1024
     arrears_default_count: int = 100
     arrears_max_count: int = 10_000
+    # POST /payment-files: a body limit of its own (a day's bank file is a few MB); 413 above it.
+    max_payment_file_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
+    # Payment lines a unit of work: their accounts read at once, their postings committed together.
+    payment_file_batch_lines: int = Field(default=1000, ge=1)
     # SQLite: the page cache of the API's read connection (one, the event loop's), in MB. Reads of
     # accounts spread over the whole file: SQLite's default 2 MB made a read about 22 us, 64 MB about 13.
     read_cache_mb: int = Field(default=64, ge=0)

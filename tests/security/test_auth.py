@@ -33,7 +33,12 @@ from tests.security.conftest import PROBLEM_JSON, b64, claims, raw_token, snapsh
 Request = tuple[str, str, dict[str, Any]]  # method, url, httpx keyword arguments
 
 
-def protected_requests(client: TestClient, account: dict[str, Any], authorization: str) -> list[Request]:
+COLLEAGUE = {"sub": "colleague@hackney.gov.uk", "name": "Colleague", "email": "colleague@hackney.gov.uk"}
+
+
+def protected_requests(
+    client: TestClient, account: dict[str, Any], authorization: str, colleague: str
+) -> list[Request]:
     """For every protected operation in the document: a request a proper token would make succeed."""
     document = client.get("/api/v1/openapi.json").json()
     charge = {"id": str(uuid.uuid4()), "transactionType": "Charge", "amount": 10, "transactionDate": "2026-04-06"}
@@ -41,6 +46,26 @@ def protected_requests(client: TestClient, account: dict[str, Any], authorizatio
         f"/api/v1/accounts/{account['id']}/transactions", json=charge, headers={"Authorization": authorization}
     )
     assert posted.status_code == 201, posted.text
+    # Two payments no account holds, set aside in suspense: one to propose, one proposed by somebody else
+    # (so that approving it is this token's user's to do: it takes two people).
+    unknown = [str(9_000_000_000 + n) for n in range(2)]
+    payments = "paymentReference,amount,paymentDate,method,reference\r\n" + "".join(
+        f"{prn},10.00,2026-04-06,BACS,{uuid.uuid4()}\r\n" for prn in unknown
+    )
+    imported = client.post(
+        "/api/v1/payment-files",
+        content=payments,
+        headers={"Authorization": authorization, "Content-Type": "text/csv"},
+    )
+    assert imported.status_code < 300, imported.text
+    items = client.get("/api/v1/suspense", headers={"Authorization": authorization}).json()["items"]
+    to_propose, to_approve = items[-2]["id"], items[-1]["id"]
+    proposed = client.post(
+        f"/api/v1/suspense/{to_approve}/proposal",
+        json={"accountId": account["id"]},
+        headers={"Authorization": colleague},
+    )
+    assert proposed.status_code < 300, proposed.text
     bodies: dict[tuple[str, str], dict[str, Any]] = {
         ("POST", "/api/v1/accounts"): {"json": tenure_request()},
         ("PATCH", "/api/v1/accounts/{id}"): {
@@ -50,14 +75,19 @@ def protected_requests(client: TestClient, account: dict[str, Any], authorizatio
         ("POST", "/api/v1/events"): {"json": tenure_event()},
         ("POST", "/api/v1/accounts/{id}/transactions"): {"json": charge},  # again: answered with the original
         ("POST", "/api/v1/accounts/{id}/transactions/{transactionId}/reversal"): {"json": {"reason": "a mistake"}},
+        ("POST", "/api/v1/payment-files"): {"content": payments, "headers": {"Content-Type": "text/csv"}},
+        ("POST", "/api/v1/suspense/{id}/proposal"): {"json": {"accountId": account["id"]}},
     }
+    ids = {"/api/v1/suspense/{id}/approval": to_approve, "/api/v1/suspense/{id}": to_propose}
+    ids["/api/v1/suspense/{id}/proposal"] = to_propose
     queries = {"/api/v1/accounts": f"?targetId={account['targetId']}"}
     requests: list[Request] = []
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             if operation.get("security", document.get("security")) == []:
                 continue  # the health checks are public by design
-            url = path.replace("{id}", account["id"]).replace("{transactionId}", charge["id"]) + queries.get(path, "")
+            url = path.replace("{id}", ids.get(path, account["id"])).replace("{transactionId}", charge["id"])
+            url += queries.get(path, "")
             requests.append((method.upper(), url, bodies.get((method.upper(), path), {})))
     assert len(requests) >= 7, [f"{m} {u}" for m, u, _ in requests]
     return requests
@@ -132,7 +162,7 @@ def test_every_protected_route_refuses_every_bad_credential_and_changes_nothing(
     secret = app.settings.jwt_secret
     good = f"Bearer {hs256(secret)}"
     account = client.post("/api/v1/accounts", json=tenure_request(), headers={"Authorization": good}).json()
-    requests = protected_requests(client, account, good)
+    requests = protected_requests(client, account, good, f"Bearer {hs256(secret, **COLLEAGUE)}")
     attacker = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
@@ -161,7 +191,8 @@ def test_with_rs256_the_public_key_is_no_secret_and_hs256_tokens_are_refused(
     app, client = make_client(jwt_algorithm="RS256", jwt_public_key_path=tmp_path / "public.pem")
     good = f"Bearer {jwt.encode(claims(), private, algorithm='RS256')}"
     account = client.post("/api/v1/accounts", json=tenure_request(), headers={"Authorization": good}).json()
-    requests = protected_requests(client, account, good)
+    colleague = f"Bearer {jwt.encode(claims(**COLLEAGUE), private, algorithm='RS256')}"
+    requests = protected_requests(client, account, good, colleague)
 
     header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
     payload = b64(json.dumps(claims()).encode())

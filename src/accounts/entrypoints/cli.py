@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import io
 import json
 import logging
 import signal
@@ -394,6 +395,67 @@ def cmd_ledger_verify(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_payments_import(settings: Settings, args: argparse.Namespace) -> int:
+    """Import a payment file: progress on stderr; the counts and every suspense and rejected line on stdout."""
+    import time
+
+    from accounts.bootstrap import bootstrap
+    from accounts.domain.account import Actor
+    from accounts.domain.payment_file import PaymentFileRefused
+    from accounts.service.payment_files import ImportReport
+
+    path = Path(args.file)
+    try:
+        size = path.stat().st_size
+        raw = path.open("rb")
+    except OSError as error:
+        print(f"cannot read {args.file}: {error}", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    interactive = sys.stderr.isatty()
+
+    def progress(report: ImportReport) -> None:
+        done = raw.tell() / size if size else 1.0
+        line = f"importing {path.name}: {done:4.0%} {_bar(done)} {report.lines:,} line(s)"
+        print(f"\r{line}" if interactive else line, end="" if interactive else "\n", file=sys.stderr, flush=True)
+
+    application = bootstrap(settings, run_migrations=True)
+    try:
+        # Undecodable bytes become U+FFFD: their line is rejected ("is not UTF-8 text"), the rest imported.
+        with io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="") as text:
+            report = application.payment_files.import_file(
+                text, Actor(args.by, ""), uuid.uuid4(), progress=None if args.quiet else progress
+            )
+    except PaymentFileRefused as refused:
+        print(f"\nnot imported: {refused.reason}", file=sys.stderr)
+        return 1
+    finally:
+        application.close()
+    if interactive and not args.quiet:
+        print(file=sys.stderr)
+    print(f"imported {path.name} in {time.monotonic() - started:.1f} s", file=sys.stderr)
+    if args.json:
+        from accounts.entrypoints.http.payment_files import report_wire
+
+        print(json.dumps(report_wire(report), default=str, indent=1))
+        return 0
+    print(report.summary())
+    for suspended in report.suspended:
+        item = suspended.item
+        print(
+            f"suspense line {suspended.line}: {item.amount} on {item.payment_date} ({item.method}, reference "
+            f"{item.reference}): {item.reason_text} [item {item.id}]"
+        )
+    for rejected in report.rejected:
+        print(f"rejected line {rejected.line}: {rejected.reason}")
+    return 0
+
+
+def _bar(done: float, width: int = 30) -> str:
+    filled = min(width, int(done * width))
+    return "[" + "#" * filled + "." * (width - filled) + "]"
+
+
 def _safe_url(url: str) -> str:
     """A URL fit for a log line: no password."""
     from sqlalchemy.engine import make_url
@@ -467,6 +529,18 @@ def build_parser() -> argparse.ArgumentParser:
     verify = ledger.add_parser("verify", help="check every balance is the sum of its account's transactions")
     verify.add_argument("--limit", type=int, default=50, help="list at most this many accounts that differ")
     verify.set_defaults(handler=cmd_ledger_verify)
+
+    payments = commands.add_parser("payments", help="payment files from the bank and the paypoints").add_subparsers(
+        dest="payments_command", required=True
+    )
+    payments_import = payments.add_parser(
+        "import", help="post a payment file (CSV: paymentReference,amount,paymentDate,method,reference)"
+    )
+    payments_import.add_argument("file")
+    payments_import.add_argument("--by", default="accounts payments import", help="who imports, for the audit")
+    payments_import.add_argument("--json", action="store_true", help="the answer as JSON, as the API gives it")
+    payments_import.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    payments_import.set_defaults(handler=cmd_payments_import)
     return parser
 
 

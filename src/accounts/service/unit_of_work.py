@@ -35,6 +35,7 @@ from accounts.domain.events import EventEnvelope
 from accounts.domain.interim import InterimRow, interim_row_from
 from accounts.domain.ledger import Transaction
 from accounts.domain.polarity import TargetType
+from accounts.domain.suspense import SuspenseItem
 from accounts.domain.tenure import TenureRecord
 
 
@@ -97,6 +98,11 @@ class AccountRepository(Protocol):
         """The target's accounts (of one type, if given), oldest first (`domain.account.oldest_first`)."""
 
     def payment_reference_taken(self, payment_reference: str) -> bool: ...
+
+    def by_payment_references(self, references: Sequence[str], *, for_update: bool = False) -> dict[str, Account]:
+        """The accounts holding these payment references (those no account holds are absent), in one read;
+        `for_update` holds them (PostgreSQL row locks) until the transaction ends, as `get` does."""
+
     def add(self, account: Account, amount_owed: Decimal) -> None: ...
 
     def update(self, account: Account, expected_version: int, amount_owed: Decimal) -> None:
@@ -173,6 +179,9 @@ class Transactions(Protocol):
 
     def get(self, transaction_id: UUID) -> Transaction | None: ...
 
+    def get_many(self, transaction_ids: Sequence[UUID]) -> dict[UUID, Transaction]:
+        """Those of these transactions that are posted (here or before), in one read: a payment file's batch."""
+
     def reversal_of(self, transaction_id: UUID) -> Transaction | None:
         """The Reversal of this transaction, if it has one (at most one: the unique index backs it)."""
 
@@ -231,6 +240,32 @@ class ParkedEvents(Protocol):
         """The oldest parked first (for `accounts events parked`)."""
 
     def count(self) -> int: ...
+
+
+class SuspenseCursor(NamedTuple):
+    """A place in the suspense list: oldest payment first, then by the bank's reference (unique)."""
+
+    payment_date: date
+    reference: str
+
+
+class SuspenseItems(Protocol):
+    """Payments set aside until two people place them; one item per bank reference, written at commit."""
+
+    def by_references(self, references: Sequence[str]) -> dict[str, SuspenseItem]:
+        """The items of these bank references (absent: none), in one read."""
+
+    def get(self, item_id: UUID, *, for_update: bool = False) -> SuspenseItem | None: ...
+
+    def add(self, item: SuspenseItem) -> None:
+        """Kept, and written at commit; a second item with the same reference (or id) makes the commit a
+        ConcurrencyConflict."""
+
+    def update(self, item: SuspenseItem, expected_version: int) -> None:
+        """Store a new version; ConcurrencyConflict (here or at commit) when the stored one is not expected_version."""
+
+    def page(self, *, include_resolved: bool, after: SuspenseCursor | None, limit: int) -> list[SuspenseItem]:
+        """Oldest payment first (payment date, then reference), strictly after `after`, at most `limit`."""
 
 
 class Outbox(Protocol):
@@ -304,6 +339,7 @@ class UnitOfWork(Protocol):
     outbox: Outbox
     deliveries: InterimDeliveries
     dead_letters: DeadLetters
+    suspense: SuspenseItems
     # The interim sinks configured in this process (`service/changes.py` owes a change to these and to every
     # sink ever registered); given by bootstrap to every unit of work it makes.
     interim_sinks: Sequence[str]

@@ -92,6 +92,17 @@ _REFERENCES_BETWEEN = sa.select(_accounts.id, _accounts.payment_reference).where
 _REFERENCE = sa.select(_accounts.id, _accounts.payment_reference).where(
     _accounts.payment_reference == sa.bindparam("reference")
 )
+# A payment file's batch: the accounts holding its payment references, in one read (locked in id order).
+_ACCOUNTS_BY_REFERENCES = sa.select(t.accounts).where(
+    _accounts.payment_reference.in_(sa.bindparam("references", expanding=True))
+)
+_VERSIONS_BY_REFERENCES_FOR_UPDATE = (
+    sa.select(_accounts.id, _accounts.version)
+    .where(_accounts.payment_reference.in_(sa.bindparam("references", expanding=True)))
+    .order_by(_accounts.id)
+    .with_for_update()
+)
+_ACCOUNTS_IN = sa.select(t.accounts).where(_accounts.id.in_(sa.bindparam("ids", expanding=True)))
 _INSERT_ACCOUNT = t.accounts.insert()
 # The SET clause is every column in the parameters; the b_ names are the WHERE clause's.
 _UPDATE_ACCOUNT = t.accounts.update().where(
@@ -167,6 +178,7 @@ _INSERT_OUTBOX = t.outbox.insert()
 _ledger = t.account_transactions.c
 _TRANSACTION = sa.select(t.account_transactions).where(_ledger.id == sa.bindparam("id"))
 _REVERSAL = sa.select(t.account_transactions).where(_ledger.reverses_id == sa.bindparam("id"))
+_TRANSACTIONS_IN = sa.select(t.account_transactions).where(_ledger.id.in_(sa.bindparam("ids", expanding=True)))
 _INSERT_TRANSACTION = t.account_transactions.insert()
 _statement_place = sa.tuple_(*t.STATEMENT_ORDER)
 
@@ -250,8 +262,8 @@ class SqlAccountRepository:
     def _remember(self, row: sa.Row[Any], *, fresh: bool = False) -> Account:
         """The row's account, unless this unit of work already knows better (it changed it, or read it)."""
         known = self._current.get(row.id)
-        if known is not None and (not fresh or row.id in self._dirty):
-            return known
+        if known is not None and (not fresh or row.id in self._dirty or known.version == row.version):
+            return known  # read again, fresh: the same version is the same account (versions only rise)
         account = account_from_row(row)
         self._current[account.id] = account
         self._stored_version[account.id] = account.version
@@ -311,6 +323,35 @@ class SqlAccountRepository:
         found = self.connection.execute(_REFERENCE, {"reference": payment_reference}).first()
         self._owner.setdefault(payment_reference, found.id if found is not None else None)
         return self._owner[payment_reference] is not None
+
+    def by_payment_references(self, references: Sequence[str], *, for_update: bool = False) -> dict[str, Account]:
+        wanted = list(dict.fromkeys(references))
+        if for_update:
+            self._lock_by_references(sorted(r for r in wanted if self._owner.get(r) not in self._locked))
+        else:
+            for chunk in chunks(sorted(r for r in wanted if r not in self._owner)):
+                for row in self.connection.execute(_ACCOUNTS_BY_REFERENCES, {"references": chunk}):
+                    self._remember(row)
+                for reference in chunk:
+                    self._owner.setdefault(reference, None)  # read, and no account holds it
+        found = {reference: self._owner[reference] for reference in wanted}
+        return {reference: self._current[owner] for reference, owner in found.items() if owner is not None}
+
+    def _lock_by_references(self, references: list[str]) -> None:
+        """Lock the accounts (in id order) reading their versions only: those read before at the same version are
+        as read; the others (changed meanwhile, or never read) are read whole, in one more query."""
+        for chunk in chunks(references):
+            stale = []
+            for row in self.connection.execute(_VERSIONS_BY_REFERENCES_FOR_UPDATE, {"references": chunk}):
+                known = self._current.get(row.id)
+                if known is None or (known.version != row.version and row.id not in self._dirty):
+                    stale.append(row.id)
+                self._locked.add(row.id)
+            if stale:
+                for whole in self.connection.execute(_ACCOUNTS_IN, {"ids": stale}):
+                    self._remember(whole, fresh=True)
+            for reference in chunk:
+                self._owner.setdefault(reference, None)  # read, and no account holds it
 
     def add(self, account: Account, amount_owed: Decimal) -> None:
         if account.target_id not in self._targets:
@@ -669,6 +710,15 @@ class SqlTransactions:
             else:
                 self._remember(row)
         return self._known[transaction_id]
+
+    def get_many(self, transaction_ids: Sequence[UUID]) -> dict[UUID, Transaction]:
+        unknown = [i for i in dict.fromkeys(transaction_ids) if i not in self._known]
+        for chunk in chunks(unknown):
+            for row in self.connection.execute(_TRANSACTIONS_IN, {"ids": chunk}):
+                self._remember(row)
+            for transaction_id in chunk:
+                self._known.setdefault(transaction_id, None)
+        return {i: found for i in transaction_ids if (found := self._known[i]) is not None}
 
     def reversal_of(self, transaction_id: UUID) -> Transaction | None:
         if transaction_id not in self._reversals:

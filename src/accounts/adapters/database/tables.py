@@ -240,3 +240,35 @@ parked_events = sa.Table(
     sa.Column("reason", sa.String(500), nullable=False),
     sa.Column("parked_at", Timestamp, nullable=False),
 )
+
+# Payments a payment file could not post (no account has the reference, the check digit fails, the account
+# has ended), until one person proposes an account and another approves. One item per bank reference, as
+# one payment per bank reference: a file imported again sets nothing aside twice.
+suspense_items = sa.Table(
+    "suspense_items",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("payment_reference", sa.String(100), nullable=False),  # as the file gave it
+    sa.Column("amount", Money, nullable=False),
+    sa.Column("payment_date", sa.Date, nullable=False),
+    sa.Column("method", sa.String(100), nullable=False),
+    sa.Column("reference", sa.String(100), nullable=False, unique=True),  # the bank's: the idempotency key
+    sa.Column("reason", sa.String(40), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("proposed_account_id", sa.Uuid),
+    sa.Column("proposed_by", sa.String(320)),
+    sa.Column("approved_by", sa.String(320)),
+    sa.Column("resolved_at", Timestamp),
+    sa.Column("transaction_id", sa.Uuid),  # the Payment posted when it was resolved
+    sa.Column("version", sa.Integer, nullable=False),
+    # The list of open items, oldest payment first: read in index order.
+    sa.Index(
+        "ix_suspense_items_open",
+        "payment_date",
+        "reference",
+        sqlite_where=sa.text("status <> 'Resolved'"),
+        postgresql_where=sa.text("status <> 'Resolved'"),
+    ),
+    sa.Index("ix_suspense_items_listed", "payment_date", "reference"),
+)

@@ -25,6 +25,7 @@ from accounts.adapters.database.repositories import (
     SqlTenureCopies,
     SqlTransactions,
 )
+from accounts.adapters.database.suspense import SqlSuspenseItems
 from accounts.service.changes import write_raised
 from accounts.service.ports import TransientError
 from accounts.service.unit_of_work import (
@@ -37,6 +38,7 @@ from accounts.service.unit_of_work import (
     ParkedEvents,
     PaymentReferenceSerials,
     ProcessedEvents,
+    SuspenseItems,
     TargetTypeRepository,
     TenureCopies,
     Transactions,
@@ -72,6 +74,7 @@ class SqlAlchemyUnitOfWork:
     outbox: Outbox
     deliveries: InterimDeliveries
     dead_letters: DeadLetters
+    suspense: SuspenseItems
 
     def __init__(self, engine: sa.Engine, *, read_only: bool = False, interim_sinks: Sequence[str] = ()) -> None:
         self.engine = engine
@@ -104,6 +107,7 @@ class SqlAlchemyUnitOfWork:
         self.interim = self._interim = SqlInterimRows(memory, self._accounts.added)
         self.transactions = SqlTransactions(memory)  # after the accounts: a transaction's row names its account
         self.parked = self._parked = SqlParkedEvents(memory)
+        self.suspense = SqlSuspenseItems(memory)
         self.outbox = SqlOutbox(memory)
         self.processed_events = self._processed = SqlProcessedEvents(memory)
         self.target_types = SqlTargetTypeRepository(memory)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from fastapi import FastAPI
@@ -20,6 +20,7 @@ from accounts.entrypoints.http import problems
 from accounts.entrypoints.http.auth import TokenVerifier
 from accounts.entrypoints.http.correlation import HEADER, correlation_id, correlation_id_var
 from accounts.entrypoints.http.docs import install_docs
+from accounts.entrypoints.http.payment_files import PAYMENT_FILES_PATH, too_large
 from accounts.entrypoints.http.problems import ApiProblem, problem_response
 from accounts.entrypoints.http.routes import build_router
 from accounts.service.ports import MessageBroker
@@ -51,14 +52,17 @@ class Publisher:
 class BodyLimit:
     """Refuses bodies over the limit with 413 before anything parses them.
 
-    Only methods that carry a body are checked: the GET routes never read one.
+    Only methods that carry a body are checked: the GET routes never read one. A route with a
+    limit of its own (`own_limits`: path -> (bytes, what the 413 says); the payment files) is
+    held to that one instead.
     """
 
     METHODS = frozenset({"POST", "PUT", "PATCH"})
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, own_limits: Mapping[str, tuple[int, str]] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.own_limits = dict(own_limits or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("method") not in self.METHODS:
@@ -66,12 +70,13 @@ class BodyLimit:
             return
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
-        too_large = problem_response(
-            413, f"the request body must be at most {self.max_bytes} bytes", instance=scope.get("path")
+        limit, words = self.own_limits.get(
+            scope.get("path", ""), (self.max_bytes, f"the request body must be at most {self.max_bytes} bytes")
         )
+        too_large = problem_response(413, words, instance=scope.get("path"))
         if declared is not None:
             try:
-                if int(declared) > self.max_bytes:
+                if int(declared) > limit:
                     await too_large(scope, receive, send)
                     return
             except ValueError:
@@ -86,8 +91,8 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise ApiProblem(413, f"the request body must be at most {self.max_bytes} bytes")
+                if received > limit:
+                    raise ApiProblem(413, words)
             return message
 
         await self.app(scope, limited, send)
@@ -166,7 +171,12 @@ def create_app(application: Application) -> FastAPI:
         return Response(body, media_type=metrics.content_type)
 
     app.add_route("/metrics", scrape, methods=["GET"], include_in_schema=False)
-    app.add_middleware(BodyLimit, max_bytes=application.settings.max_body_bytes)
+    payment_file_limit = application.settings.max_payment_file_bytes
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=application.settings.max_body_bytes,
+        own_limits={PAYMENT_FILES_PATH: (payment_file_limit, too_large(payment_file_limit))},
+    )
     app.add_middleware(CorrelationId)  # even a refused body gets its correlation id
     app.add_middleware(metrics.middleware)  # outermost: every answer is counted, refusals included
 

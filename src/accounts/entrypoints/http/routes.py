@@ -18,6 +18,7 @@ from accounts.domain.errors import ImmutableField, ValidationProblem
 from accounts.domain.events import MalformedEvent, parse_envelope, refuse_constant
 from accounts.entrypoints.http import reads
 from accounts.entrypoints.http.ledger import add_ledger_routes
+from accounts.entrypoints.http.payment_files import add_payment_file_routes
 from accounts.entrypoints.http.problems import ApiProblem, problem_responses, reason
 from accounts.entrypoints.http.reads import AccountId, parse_uuid
 from accounts.entrypoints.http.schemas import (
@@ -311,6 +312,7 @@ def build_router() -> APIRouter:
         return account_response(account)
 
     add_ledger_routes(router, services, writer, correlation, read_json, invalid, _in_thread, json_response)
+    add_payment_file_routes(router, services, writer, correlation, read_json, invalid, _in_thread, json_response)
 
     @router.get("/target-types", response_model=TargetTypeList, responses=problem_responses(401, 403, 503))
     def target_types(request: Request) -> Response:
