@@ -60,7 +60,10 @@ def token_for(settings: Settings) -> str:
 def small_limit(tmp_path: Path) -> Iterator[tuple[str, str, str]]:
     """A served API whose body limit is 8 KiB: (host:port, token, an existing account id)."""
     app = bootstrap(
-        make_settings(f"sqlite:///{tmp_path / 'limits.db'}", tmp_path, max_body_bytes=LIMIT), run_migrations=True
+        make_settings(
+            f"sqlite:///{tmp_path / 'limits.db'}", tmp_path, max_body_bytes=LIMIT, max_events_body_bytes=LIMIT
+        ),
+        run_migrations=True,
     )
     token = token_for(app.settings)
     try:

@@ -22,7 +22,7 @@ from accounts.entrypoints.http.correlation import HEADER, correlation_id, correl
 from accounts.entrypoints.http.docs import install_docs
 from accounts.entrypoints.http.payment_files import PAYMENT_FILES_PATH, too_large
 from accounts.entrypoints.http.problems import ApiProblem, problem_response
-from accounts.entrypoints.http.routes import build_router
+from accounts.entrypoints.http.routes import EVENTS_PATH, build_router, events_too_large
 from accounts.service.ports import MessageBroker
 
 log = logging.getLogger(__name__)
@@ -172,10 +172,14 @@ def create_app(application: Application) -> FastAPI:
 
     app.add_route("/metrics", scrape, methods=["GET"], include_in_schema=False)
     payment_file_limit = application.settings.max_payment_file_bytes
+    events_limit = application.settings.max_events_body_bytes
     app.add_middleware(
         BodyLimit,
         max_bytes=application.settings.max_body_bytes,
-        own_limits={PAYMENT_FILES_PATH: (payment_file_limit, too_large(payment_file_limit))},
+        own_limits={
+            PAYMENT_FILES_PATH: (payment_file_limit, too_large(payment_file_limit)),
+            EVENTS_PATH: (events_limit, events_too_large(events_limit)),
+        },
     )
     app.add_middleware(CorrelationId)  # even a refused body gets its correlation id
     app.add_middleware(metrics.middleware)  # outermost: every answer is counted, refusals included

@@ -35,7 +35,17 @@ from accounts.service.accounts import ARREARS_SORT_NAMES
 from accounts.service.log_context import about
 from accounts.service.ports import TENURE_TOPIC
 
-MAX_EVENTS_PER_REQUEST = 1000
+MAX_EVENTS_PER_REQUEST = 100_000  # far above what the body limit lets through: the bytes decide
+EVENTS_PATH = "/api/v1/events"
+
+
+def events_too_large(limit: int) -> str:
+    """The intake's 413: its own limit, and the setting that moves it."""
+    return (
+        f"a batch of events must be at most {limit:,} bytes ({limit / 1024 / 1024:g} MB, ACCOUNTS_MAX_EVENTS_BODY_BYTES):"
+        " send it in parts"
+    )
+
 # An account is four levels deep (tenure.primaryTenants[0].fullName) and an event envelope
 # little more; anything far deeper is refused before patching or validation recurses into it.
 MAX_JSON_DEPTH = 32
@@ -370,9 +380,7 @@ def build_router() -> APIRouter:
         if problems:
             raise ApiProblem(400, "; ".join(f"{p['name']}: {p['reason']}" for p in problems), problems)
         publisher = request.app.state.publisher
-        items = [
-            (json.dumps(raw).encode(), str(e.entity_id), str(e.id)) for raw, e in zip(envelopes, events, strict=True)
-        ]
+        items = [(_envelope_bytes(raw), str(e.entity_id), str(e.id)) for raw, e in zip(envelopes, events, strict=True)]
         await _in_thread(publisher.publish_many, TENURE_TOPIC, items)
         return json_response({"accepted": len(events), "ids": [str(e.id) for e in events]}, 202)
 
@@ -424,6 +432,14 @@ def changes_from(original: dict[str, Any], patched: dict[str, Any]) -> dict[str,
     fields = model.domain_fields()
     fields["payment_reference"] = model.paymentReference
     return fields
+
+
+def _envelope_bytes(raw: Any) -> bytes:
+    """An envelope as it is queued: orjson's bytes, or the json module's for what orjson refuses (lone surrogates)."""
+    try:
+        return orjson.dumps(raw)
+    except (orjson.JSONEncodeError, TypeError):
+        return json.dumps(raw).encode()
 
 
 async def _in_thread(function: Any, *args: Any) -> Any:
