@@ -24,6 +24,7 @@ from uuid import UUID
 
 from accounts.adapters.database.rows import account_json, outbox_values
 from accounts.domain.account import Account, AccountType, oldest_first, wire_view
+from accounts.domain.charges import ChargeRun
 from accounts.domain.events import EventEnvelope
 from accounts.domain.interim import InterimRow
 from accounts.domain.ledger import Transaction
@@ -40,6 +41,7 @@ from accounts.service.ports import (
 )
 from accounts.service.unit_of_work import (
     AccountRepository,
+    ChargeRuns,
     ConcurrencyConflict,
     DeadLetter,
     DeadLetters,
@@ -98,6 +100,7 @@ class State:
     transactions: dict[UUID, tuple[int, Transaction]] = field(default_factory=dict)
     reversals: dict[UUID, UUID] = field(default_factory=dict)
     next_position: int = 1
+    charge_runs: dict[UUID, ChargeRun] = field(default_factory=dict)
 
     def copy(self) -> State:
         return State(
@@ -114,6 +117,7 @@ class State:
             dict(self.transactions),
             dict(self.reversals),
             self.next_position,
+            dict(self.charge_runs),
         )
 
     def check_unique(self) -> None:
@@ -131,6 +135,9 @@ class State:
         refs = [row.payment_ref for row, _ in self.interim.values()]
         if len(refs) != len(set(refs)):
             raise ConcurrencyConflict("two interim rows would share a payment reference")
+        weeks = [run.week.starts for run in self.charge_runs.values() if not run.finished]
+        if len(weeks) != len(set(weeks)):
+            raise ConcurrencyConflict("a week would have two unfinished charge runs")
 
 
 # A change kept by a unit of work: the guard it is written with (raises ConcurrencyConflict), and the write.
@@ -203,6 +210,7 @@ class FakeUnitOfWork(UnitOfWork):
     outbox: Outbox
     deliveries: InterimDeliveries
     dead_letters: DeadLetters
+    charge_runs: ChargeRuns
 
     def __init__(self, database: FakeDatabase, *, read_only: bool = False, interim_sinks: Sequence[str] = ()) -> None:
         self.database = database
@@ -225,6 +233,7 @@ class FakeUnitOfWork(UnitOfWork):
         self.outbox = FakeOutbox(self)
         self.deliveries = FakeDeliveries(self)
         self.dead_letters = FakeDeadLetters(self)
+        self.charge_runs = FakeChargeRuns(self)
         return self
 
     def __exit__(
@@ -310,6 +319,10 @@ class FakeAccounts:
 
     def changed(self) -> list[Account]:
         return [self.uow.view.accounts[account_id][0] for account_id in self.uow.changed_accounts]
+
+    def after(self, account_id: UUID | None, limit: int) -> list[Account]:
+        later = sorted(i for i in self.uow.view.accounts if account_id is None or i > account_id)
+        return [self.uow.view.accounts[i][0] for i in later[:limit]]
 
     def arrears(
         self, account_type: AccountType | None, sort_column: str, descending: bool, limit: int
@@ -482,6 +495,9 @@ class FakeTransactions:
         entry = self.uow.view.transactions.get(transaction_id)
         return None if entry is None else entry[1]
 
+    def read_ahead(self, transaction_ids: Sequence[UUID]) -> None:
+        """Only a matter of speed for the database: nothing to do in memory."""
+
     def reversal_of(self, transaction_id: UUID) -> Transaction | None:
         reversal_id = self.uow.view.reversals.get(transaction_id)
         return None if reversal_id is None else self.get(reversal_id)
@@ -548,6 +564,45 @@ class FakeTransactions:
             ledger = (-ledger_owed if polarity is Polarity.NEGATIVE_IS_ARREARS else ledger_owed) + ZERO
             if ledger != account.account_balance:
                 yield LedgerDifference(account.id, account.account_balance, ledger)
+
+
+class FakeChargeRuns:
+    """Charge runs in the view; a save guarded by the version read, one unfinished run per week at commit."""
+
+    def __init__(self, uow: FakeUnitOfWork) -> None:
+        self.uow = uow
+
+    def get(self, run_id: UUID, *, for_update: bool = False) -> ChargeRun | None:
+        return self.uow.view.charge_runs.get(run_id)
+
+    def unfinished(self, week_starts: date) -> ChargeRun | None:
+        found = [r for r in self.uow.view.charge_runs.values() if r.week.starts == week_starts and not r.finished]
+        return found[0] if found else None
+
+    def add(self, run: ChargeRun) -> None:
+        def write(state: State) -> None:
+            state.charge_runs[run.id] = run
+
+        def guard(state: State) -> None:
+            if run.id in state.charge_runs:
+                raise ConcurrencyConflict(f"charge run {run.id} exists already")
+
+        self.uow.keep(write, guard)
+
+    def save(self, run: ChargeRun) -> None:
+        def guard(state: State) -> None:
+            current = state.charge_runs.get(run.id)
+            if current is None or current.version != run.version - 1:
+                raise ConcurrencyConflict(f"charge run {run.id} is no longer at version {run.version - 1}")
+
+        def write(state: State) -> None:
+            state.charge_runs[run.id] = run
+
+        guard(self.uow.view)
+        self.uow.keep(write, guard)
+
+    def count_accounts(self) -> int:
+        return len(self.uow.view.accounts)
 
 
 class FakeOutbox:

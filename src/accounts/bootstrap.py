@@ -18,6 +18,7 @@ from accounts.adapters.database.unit_of_work import SqlAlchemyUnitOfWork
 from accounts.adapters.sinks.delivery_lock import DeliveryLocks
 from accounts.domain.tenure import RentGroupMap
 from accounts.service.accounts import AccountService
+from accounts.service.charge_runs import ChargeRunService
 from accounts.service.interim_sync import InterimSync
 from accounts.service.ledger import LedgerService
 from accounts.service.listener import FinanceListener, Flag, RetryPolicy
@@ -109,6 +110,7 @@ class Application:
     _engine: sa.Engine | None = field(default=None, repr=False)
     # Sinks built for reconciling only; closed with the application.
     _checked: list[InterimSink] = field(default_factory=list, init=False, repr=False)
+    charge_runs: ChargeRunService = field(kw_only=True)
 
     @property
     def engine(self) -> sa.Engine:
@@ -234,4 +236,5 @@ def bootstrap(
         uow_factory if given else None,
         broker_factory=broker_factory,
         _engine=engine,
+        charge_runs=ChargeRunService(uow_factory, batch_size=settings.charge_run_batch_size),
     )

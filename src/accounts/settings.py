@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     interim_flush_seconds: float = 0.5
     interim_batch_size: int = 1000
 
+    # Charge runs: the accounts a unit of work charges (their charges and the run's progress committed together).
+    charge_run_batch_size: int = Field(default=500, ge=1, le=10_000)
+
     log_level: str = "INFO"
 
     @field_validator("read_groups", "write_groups", "interim_sinks", mode="before")

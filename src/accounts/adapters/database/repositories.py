@@ -83,6 +83,15 @@ _ACCOUNTS_BY_TARGETS: dict[str, sa.Executable] = {
         " CROSS JOIN LATERAL (SELECT * FROM accounts WHERE accounts.target_id = wanted.target_id OFFSET 0) AS probe"
     ).columns(*t.accounts.c),
 }
+# The next accounts in id order (a charge run's batch), held until the transaction ends.
+_ACCOUNTS_AFTER = (
+    sa.select(t.accounts)
+    .where(_accounts.id > sa.bindparam("after"))
+    .order_by(_accounts.id)
+    .limit(sa.bindparam("limit"))
+    .with_for_update()
+)
+_FIRST_ACCOUNTS = sa.select(t.accounts).order_by(_accounts.id).limit(sa.bindparam("limit")).with_for_update()
 _REFERENCES_BETWEEN = sa.select(_accounts.id, _accounts.payment_reference).where(
     _accounts.payment_reference >= sa.bindparam("low"), _accounts.payment_reference < sa.bindparam("high")
 )
@@ -114,6 +123,8 @@ _TENURES_IN = (
     .order_by(_copies.tenure_id)
     .with_for_update()
 )
+# The same, unlocked: a charge run reads tenure copies (for the interim rows) without holding the listener up.
+_TENURES_IN_UNLOCKED = sa.select(t.tenure_copies).where(_copies.tenure_id.in_(sa.bindparam("ids", expanding=True)))
 _INSERT_TENURE = t.tenure_copies.insert()
 _UPDATE_TENURE = t.tenure_copies.update().where(_copies.tenure_id == sa.bindparam("b_tenure_id"))
 
@@ -164,6 +175,7 @@ _INSERT_OUTBOX = t.outbox.insert()
 _ledger = t.account_transactions.c
 _TRANSACTION = sa.select(t.account_transactions).where(_ledger.id == sa.bindparam("id"))
 _REVERSAL = sa.select(t.account_transactions).where(_ledger.reverses_id == sa.bindparam("id"))
+_TRANSACTIONS_IN = sa.select(t.account_transactions).where(_ledger.id.in_(sa.bindparam("ids", expanding=True)))
 _INSERT_TRANSACTION = t.account_transactions.insert()
 _statement_place = sa.tuple_(*t.STATEMENT_ORDER)
 
@@ -284,6 +296,15 @@ class SqlAccountRepository:
             if for_update:
                 self._locked.add(account_id)
         return self._current[account_id]
+
+    def after(self, account_id: UUID | None, limit: int) -> list[Account]:
+        if account_id is None:
+            rows = self.connection.execute(_FIRST_ACCOUNTS, {"limit": limit})
+        else:
+            rows = self.connection.execute(_ACCOUNTS_AFTER, {"after": account_id, "limit": limit})
+        found = [self._remember(row, fresh=True) for row in rows]
+        self._locked.update(account.id for account in found)
+        return found
 
     def by_target(self, target_id: UUID, account_type: AccountType | None) -> list[Account]:
         if target_id not in self._targets:
@@ -485,14 +506,17 @@ class SqlTenureCopies:
         if row is not None:
             self._stored.add(tenure_id)
 
-    def read_ahead(self, tenure_ids: Sequence[UUID]) -> None:
-        """Read and lock the copies (sorted: two batches lock in one order)."""
-        unknown = sorted(tenure_id for tenure_id in set(tenure_ids) if tenure_id not in self._locked)
+    def read_ahead(self, tenure_ids: Sequence[UUID], *, lock: bool = True) -> None:
+        """Read and lock the copies (sorted: two batches lock in one order); `lock=False`: read them only."""
+        known = self._locked if lock else self._held
+        unknown = sorted(tenure_id for tenure_id in set(tenure_ids) if tenure_id not in known)
+        query = _TENURES_IN if lock else _TENURES_IN_UNLOCKED
         for chunk in chunks(unknown):
-            found = {row.tenure_id: row for row in self.connection.execute(_TENURES_IN, {"ids": chunk})}
+            found = {row.tenure_id: row for row in self.connection.execute(query, {"ids": chunk})}
             for tenure_id in chunk:
                 self._remember(tenure_id, found.get(tenure_id))
-                self._locked.add(tenure_id)
+                if lock:
+                    self._locked.add(tenure_id)
 
     def get(self, tenure_id: UUID, *, for_update: bool = False) -> TenureRecord | None:
         if tenure_id not in self._held or (for_update and tenure_id not in self._locked):
@@ -662,6 +686,16 @@ class SqlTransactions:
             else:
                 self._remember(row)
         return self._known[transaction_id]
+
+    def read_ahead(self, transaction_ids: Sequence[UUID]) -> None:
+        unknown = [
+            transaction_id for transaction_id in dict.fromkeys(transaction_ids) if transaction_id not in self._known
+        ]
+        for chunk in chunks(unknown):
+            for row in self.connection.execute(_TRANSACTIONS_IN, {"ids": chunk}):
+                self._remember(row)
+            for transaction_id in chunk:
+                self._known.setdefault(transaction_id, None)
 
     def reversal_of(self, transaction_id: UUID) -> Transaction | None:
         if transaction_id not in self._reversals:
