@@ -95,38 +95,36 @@ class SqlChargeRuns:
     def __init__(self, memory: Memory) -> None:
         self.connection = memory.connection
         self.journal = memory.journal
-        self._stored: dict[UUID, int] = {}  # the version in the database, of runs read
-        self._kept: dict[UUID, ChargeRun] = {}  # added or saved here
+        self._kept: dict[UUID, ChargeRun] = {}  # added or saved here, the latest version
+        self._base: dict[UUID, int | None] = {}  # the version the database holds of each (None: added here)
         memory.keeps_writes(self)
-
-    def _read(self, row: sa.Row[Any] | None) -> ChargeRun | None:
-        if row is None:
-            return None
-        run = run_from_row(row)
-        self._stored.setdefault(run.id, run.version)
-        return self._kept.get(run.id, run)
 
     def get(self, run_id: UUID, *, for_update: bool = False) -> ChargeRun | None:
         if run_id in self._kept and not for_update:
             return self._kept[run_id]
         row = self.connection.execute(_RUN_FOR_UPDATE if for_update else _RUN, {"id": run_id}).first()
-        return self._read(row) or self._kept.get(run_id)
+        if run_id in self._kept:
+            return self._kept[run_id]  # what this unit of work saved is newer
+        return None if row is None else run_from_row(row)
 
     def unfinished(self, week_starts: date) -> ChargeRun | None:
         kept = [run for run in self._kept.values() if run.week.starts == week_starts and not run.finished]
         if kept:
             return kept[0]
-        found = self._read(self.connection.execute(_UNFINISHED, {"week_starting": week_starts}).first())
+        row = self.connection.execute(_UNFINISHED, {"week_starting": week_starts}).first()
+        found = None if row is None else self._kept.get(row.id, run_from_row(row))
         return None if found is None or found.finished else found
 
     def add(self, run: ChargeRun) -> None:
+        self.journal.set(self._base, run.id, None)
         self.journal.set(self._kept, run.id, run)
 
     def save(self, run: ChargeRun) -> None:
-        current = self._kept.get(run.id)
-        read = current.version if current is not None else self._stored.get(run.id)
-        if read is None or run.version != read + 1:
+        kept = self._kept.get(run.id)
+        if kept is not None and kept.version != run.version - 1:
             raise ConcurrencyConflict(f"charge run {run.id} is no longer at version {run.version - 1}")
+        if run.id not in self._base:
+            self.journal.set(self._base, run.id, run.version - 1)  # checked when written
         self.journal.set(self._kept, run.id, run)
 
     def count_accounts(self) -> int:
@@ -139,18 +137,17 @@ class SqlChargeRuns:
         inserts, updates = [], []
         for run in self._kept.values():
             values = run_values(run)
-            stored = self._stored.get(run.id)
-            if stored is None:
+            base = self._base[run.id]
+            if base is None:
                 inserts.append(values)
             else:
                 del values["id"]
-                updates.append({"b_id": run.id, "b_version": stored, **values})
+                updates.append({"b_id": run.id, "b_version": base, **values})
         if inserts:
             executemany(self.connection, _INSERT, inserts)
         if updates:
             changed = executemany(self.connection, _UPDATE, updates)
             if changed != len(updates):
                 raise ConcurrencyConflict(f"charge runs: {changed} of {len(updates)} rows were still as read")
-        for run in self._kept.values():
-            self._stored[run.id] = run.version
+        self._base = {run.id: run.version for run in self._kept.values()}
         self._kept = {}

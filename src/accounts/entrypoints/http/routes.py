@@ -17,6 +17,7 @@ from accounts.domain.account import Account, AccountType, Actor, etag, to_wire
 from accounts.domain.errors import ImmutableField, ValidationProblem
 from accounts.domain.events import MalformedEvent, parse_envelope, refuse_constant
 from accounts.entrypoints.http import reads
+from accounts.entrypoints.http.charge_runs import add_charge_run_routes
 from accounts.entrypoints.http.ledger import add_ledger_routes
 from accounts.entrypoints.http.problems import ApiProblem, problem_responses, reason
 from accounts.entrypoints.http.reads import AccountId, parse_uuid
@@ -309,6 +310,7 @@ def build_router() -> APIRouter:
         return account_response(account)
 
     add_ledger_routes(router, services, writer, correlation, read_json, invalid, _in_thread, json_response)
+    add_charge_run_routes(router, services, writer, read_json, invalid, _in_thread, json_response)
 
     @router.get("/target-types", response_model=TargetTypeList, responses=problem_responses(401, 403, 503))
     def target_types(request: Request) -> Response:
