@@ -83,6 +83,17 @@ _ACCOUNTS_BY_TARGETS: dict[str, sa.Executable] = {
         " CROSS JOIN LATERAL (SELECT * FROM accounts WHERE accounts.target_id = wanted.target_id OFFSET 0) AS probe"
     ).columns(*t.accounts.c),
 }
+# The same, only which accounts each target has (for accounts read already: a charge run's batch).
+_ACCOUNT_IDS_BY_TARGETS: dict[str, sa.Executable] = {
+    "sqlite": sa.select(_accounts.id, _accounts.target_id).where(
+        _accounts.target_id.in_(sa.bindparam("ids", expanding=True))
+    ),
+    "postgresql": sa.text(
+        "SELECT probe.id, probe.target_id FROM unnest(CAST(:ids AS uuid[])) AS wanted(target_id) CROSS JOIN LATERAL"
+        " (SELECT id, target_id FROM accounts WHERE accounts.target_id = wanted.target_id OFFSET 0) AS probe"
+    ).columns(_accounts.id, _accounts.target_id),
+}
+_ACCOUNTS_IN = sa.select(t.accounts).where(_accounts.id.in_(sa.bindparam("ids", expanding=True)))
 # The next accounts in id order (a charge run's batch), held until the transaction ends.
 _ACCOUNTS_AFTER = (
     sa.select(t.accounts)
@@ -99,6 +110,10 @@ _REFERENCE = sa.select(_accounts.id, _accounts.payment_reference).where(
     _accounts.payment_reference == sa.bindparam("reference")
 )
 _INSERT_ACCOUNT = t.accounts.insert()
+# An update sets the columns whose account field changed, and always these (derived from them, or stamps).
+_ALWAYS_SET = ("amount_owed", "last_updated_by", "last_updated_at", "version", "wire")
+# The others are the account's fields of the same name.
+_COMPARED_COLUMNS = tuple(column.key for column in t.accounts.c if column.key not in ("id", *_ALWAYS_SET))
 # The SET clause is every column in the parameters; the b_ names are the WHERE clause's.
 _UPDATE_ACCOUNT = t.accounts.update().where(
     _accounts.id == sa.bindparam("b_id"), _accounts.version == sa.bindparam("b_expected_version")
@@ -249,6 +264,7 @@ class SqlAccountRepository:
         self.journal: Journal = memory.journal
         self._current: dict[UUID, Account] = {}  # every account read or written: its current version
         self._stored_version: dict[UUID, int] = {}  # the version in the database (absent: added here)
+        self._stored: dict[UUID, Account] = {}  # that version, as read or written: an update sets what differs
         self._locked: set[UUID] = set()  # read FOR UPDATE
         self._targets: dict[UUID, tuple[UUID, ...]] = {}  # targets read whole: their accounts' ids
         self._owner: dict[str, UUID | None] = {}  # payment reference -> the account holding it, or None: free
@@ -264,6 +280,7 @@ class SqlAccountRepository:
         account = account_from_row(row)
         self._current[account.id] = account
         self._stored_version[account.id] = account.version
+        self._stored[account.id] = account
         self._owner.setdefault(account.payment_reference, account.id)
         return account
 
@@ -276,6 +293,22 @@ class SqlAccountRepository:
                 found[row.target_id].append(self._remember(row).id)
             for target_id, ids in found.items():
                 self._targets[target_id] = tuple(ids)
+
+    def read_ahead_targets_of(self, accounts: Iterable[Account]) -> None:
+        """`read_ahead` for the targets of accounts read already: which accounts each target has is read,
+        and only the accounts not known yet (few: most targets have one) are read whole."""
+        unknown = [t for t in dict.fromkeys(account.target_id for account in accounts) if t not in self._targets]
+        query = _ACCOUNT_IDS_BY_TARGETS[self.connection.dialect.name]
+        for chunk in chunks(unknown):
+            found: dict[UUID, list[UUID]] = {target_id: [] for target_id in chunk}
+            for account_id, target_id in self.connection.execute(query, {"ids": chunk}):
+                found[target_id].append(account_id)
+            missing = [i for ids in found.values() for i in ids if i not in self._current]
+            for part in chunks(missing):
+                for row in self.connection.execute(_ACCOUNTS_IN, {"ids": part}):
+                    self._remember(row)
+            for target_id, ids in found.items():
+                self._targets[target_id] = tuple(i for i in ids if i in self._current)
 
     def known_ids(self) -> list[UUID]:
         return list(self._current)
@@ -363,21 +396,35 @@ class SqlAccountRepository:
         return bool(self._dirty)
 
     def flush(self) -> None:
-        inserts, updates = [], []
+        inserts: list[dict[str, Any]] = []
+        updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}  # by the columns they set
         for account_id, amount_owed in self._dirty.items():
-            values = account_values(self._current[account_id], amount_owed)
+            account = self._current[account_id]
+            values = account_values(account, amount_owed)
             stored = self._stored_version.get(account_id)
             if stored is None:
                 inserts.append(values)
-            else:
-                del values["id"]
-                updates.append({"b_id": account_id, "b_expected_version": stored, **values})
+                continue
+            # Only the columns that differ from the stored version (and the derived ones): a posting sets
+            # its balance, not every column, so the indexes on the others are left alone and their values
+            # are not converted for the driver again (a charge run updates 100,000 accounts this way).
+            before = self._stored[account_id]
+            changed = {"b_id": account_id, "b_expected_version": stored}
+            changed.update(
+                (column, values[column])
+                for column in _COMPARED_COLUMNS
+                if getattr(account, column) != getattr(before, column)
+            )
+            changed.update((column, values[column]) for column in _ALWAYS_SET)
+            updates.setdefault(tuple(changed), []).append(changed)
         if inserts:
             executemany(self.connection, _INSERT_ACCOUNT, inserts)
-        if updates:
-            _expect_rows(executemany(self.connection, _UPDATE_ACCOUNT, updates), len(updates), "accounts")
+        for rows in updates.values():
+            _expect_rows(executemany(self.connection, _UPDATE_ACCOUNT, rows), len(rows), "accounts")
         for account_id in self._dirty:
-            self._stored_version[account_id] = self._current[account_id].version
+            account = self._current[account_id]
+            self._stored_version[account_id] = account.version
+            self._stored[account_id] = account
         self._dirty = {}
 
     def arrears(

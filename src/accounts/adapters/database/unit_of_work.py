@@ -158,7 +158,7 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
         """What postings to a batch of accounts will read, in a few `IN (...)` queries."""
         try:
             self.transactions.read_ahead(transaction_ids)
-            self._accounts.read_ahead(account.target_id for account in accounts)
+            self._accounts.read_ahead_targets_of(accounts)
             tenure_accounts = [account for account in accounts if is_interim_account(account)]
             self._tenures.read_ahead([account.target_id for account in tenure_accounts], lock=False)
             self._interim.read_ahead(account.id for account in accounts)  # a row kept or one to remove
