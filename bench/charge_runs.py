@@ -22,11 +22,11 @@ import argparse
 import dataclasses
 import os
 import random
-import resource
 import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from datetime import UTC, date, datetime
@@ -166,15 +166,18 @@ def command(url: str, *args: str, profile: Path | None = None) -> tuple[float, f
     if profile is not None:
         py_spy = Path(sys.executable).with_name("py-spy")
         argv = [str(py_spy), "record", "-o", str(profile), "-r", "200", "--", *argv]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    finished = subprocess.run(argv, env=environment, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if finished.returncode != 0:
-        raise SystemExit(f"accounts {' '.join(args)} failed ({finished.returncode}):\n{finished.stderr[-3000:]}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu, after.ru_maxrss / 1024, finished.stdout
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        process = subprocess.Popen(argv, env=environment, stdout=out, stderr=err)
+        _, status, usage = os.wait4(process.pid, 0)  # this child's own CPU time and peak RSS
+        wall = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(), err.read().decode()
+    if process.returncode != 0:
+        raise SystemExit(f"accounts {' '.join(args)} failed ({process.returncode}):\n{stderr[-3000:]}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, stdout
 
 
 def run_seconds(url: str) -> tuple[float, int, int]:

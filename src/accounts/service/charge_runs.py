@@ -129,16 +129,19 @@ class ChargeRunService:
             batch.refuse(refusals)
             if charges:
                 due.append((account, charges))
-        uow.read_ahead_postings(
-            [account for account, _ in due], [charge.transaction_id for _, charges in due for charge in charges]
-        )
-        change = Change(actor=run.started_by, correlation_id=run.id, at=now)
+        # Which charges an earlier run of the week posted, at once; then what the others' postings read.
+        uow.transactions.read_ahead([charge.transaction_id for _, charges in due for charge in charges])
+        to_post: list[tuple[Account, list[WeeklyCharge]]] = []
         for account, charges in due:
+            new = [charge for charge in charges if uow.transactions.get(charge.transaction_id) is None]
+            batch.charges_skipped += len(charges) - len(new)
+            if new:
+                to_post.append((account, new))
+        uow.read_ahead_postings([account for account, _ in to_post], [])
+        change = Change(actor=run.started_by, correlation_id=run.id, at=now)
+        for account, charges in to_post:
             posted = False
             for charge in charges:
-                if uow.transactions.get(charge.transaction_id) is not None:
-                    batch.charges_skipped += 1  # posted by an earlier run of the week
-                    continue
                 try:
                     account = post_charge(uow, account, charge, run.week, change)
                 except (DomainError, AccountConflict) as problem:

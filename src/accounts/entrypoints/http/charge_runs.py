@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from decimal import Decimal
+from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
@@ -18,7 +18,7 @@ from accounts.domain.account import Actor
 from accounts.domain.charges import ChargeRun, run_to_wire
 from accounts.entrypoints.http.problems import ApiProblem, problem_responses
 from accounts.entrypoints.http.reads import authorise_read, parse_uuid
-from accounts.entrypoints.http.schemas import Day, Wire
+from accounts.entrypoints.http.schemas import Day, MoneyOut, Wire
 from accounts.service.charge_runs import ChargeRunService
 
 log = logging.getLogger(__name__)
@@ -38,21 +38,21 @@ class RefusalOut(BaseModel):
 
 class ChargeRunOut(BaseModel):
     id: UUID
-    weekStarting: str = Field(description="The Monday the rent week starts on")
+    weekStarting: date = Field(description="The Monday the rent week starts on")
     financialYear: int
     periodNo: int
     rentWeek: str = Field(examples=["2026/27 week 1"])
     status: str = Field(description="Running until every account is done, then Finished")
     startedBy: str
-    startedAt: str
-    updatedAt: str
-    finishedAt: str | None
+    startedAt: datetime
+    updatedAt: datetime
+    finishedAt: datetime | None
     accountsTotal: int = Field(description="Accounts stored when the run started")
     accountsDone: int
     accountsCharged: int
     accountsNotCharged: int = Field(description="Not Active, not started or ended before the Monday")
     chargesPosted: int
-    amountPosted: Decimal
+    amountPosted: MoneyOut = Field(description="The charges posted by this run, added up")
     chargesSkipped: int = Field(description="Posted before by a run of the same week: never posted twice")
     chargesRefused: int
     refusals: list[RefusalOut] = Field(description="The first 1,000 refused, with the reason")
