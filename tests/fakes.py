@@ -24,6 +24,7 @@ from uuid import UUID
 
 from accounts.adapters.database.rows import account_json, outbox_values
 from accounts.domain.account import Account, AccountType, oldest_first, wire_view
+from accounts.domain.charges import ChargeRun
 from accounts.domain.events import EventEnvelope
 from accounts.domain.interim import InterimRow
 from accounts.domain.ledger import Transaction
@@ -42,6 +43,7 @@ from accounts.service.ports import (
 )
 from accounts.service.unit_of_work import (
     AccountRepository,
+    ChargeRuns,
     ConcurrencyConflict,
     DeadLetter,
     DeadLetters,
@@ -106,6 +108,7 @@ class State:
     next_position: int = 1
     parked: dict[UUID, ParkedEvent] = field(default_factory=dict)  # event id -> the event waiting for its tenure
     suspense: dict[UUID, SuspenseItem] = field(default_factory=dict)
+    charge_runs: dict[UUID, ChargeRun] = field(default_factory=dict)
 
     def copy(self) -> State:
         return State(
@@ -124,6 +127,7 @@ class State:
             self.next_position,
             dict(self.parked),
             dict(self.suspense),
+            dict(self.charge_runs),
         )
 
     def check_unique(self) -> None:
@@ -144,6 +148,9 @@ class State:
         bank_references = [item.reference for item in self.suspense.values()]
         if len(bank_references) != len(set(bank_references)):
             raise ConcurrencyConflict("two suspense items would share a bank reference")
+        weeks = [run.week.starts for run in self.charge_runs.values() if not run.finished]
+        if len(weeks) != len(set(weeks)):
+            raise ConcurrencyConflict("a week would have two unfinished charge runs")
 
 
 # A change kept by a unit of work: the guard it is written with (raises ConcurrencyConflict), and the write.
@@ -218,6 +225,7 @@ class FakeUnitOfWork:
     deliveries: InterimDeliveries
     dead_letters: DeadLetters
     suspense: SuspenseItems
+    charge_runs: ChargeRuns
 
     def __init__(self, database: FakeDatabase, *, read_only: bool = False, interim_sinks: Sequence[str] = ()) -> None:
         self.database = database
@@ -242,6 +250,7 @@ class FakeUnitOfWork:
         self.deliveries = FakeDeliveries(self)
         self.dead_letters = FakeDeadLetters(self)
         self.suspense = FakeSuspenseItems(self)
+        self.charge_runs = FakeChargeRuns(self)
         return self
 
     def __exit__(
@@ -280,6 +289,9 @@ class FakeUnitOfWork:
             raise
 
     def read_ahead(self, event_ids: Sequence[UUID], tenure_ids: Sequence[UUID]) -> None:
+        """Only a matter of speed for the database: nothing to do in memory."""
+
+    def read_ahead_postings(self, accounts: Sequence[Account], transaction_ids: Sequence[UUID]) -> None:
         """Only a matter of speed for the database: nothing to do in memory."""
 
 
@@ -336,6 +348,10 @@ class FakeAccounts:
 
     def changed(self) -> list[Account]:
         return [self.uow.view.accounts[account_id][0] for account_id in self.uow.changed_accounts]
+
+    def after(self, account_id: UUID | None, limit: int) -> list[Account]:
+        later = sorted(i for i in self.uow.view.accounts if account_id is None or i > account_id)
+        return [self.uow.view.accounts[i][0] for i in later[:limit]]
 
     def arrears(
         self, account_type: AccountType | None, sort_column: str, descending: bool, limit: int
@@ -549,6 +565,9 @@ class FakeTransactions:
         view = self.uow.view.transactions
         return {i: view[i][1] for i in transaction_ids if i in view}
 
+    def read_ahead(self, transaction_ids: Sequence[UUID]) -> None:
+        """Only a matter of speed for the database: nothing to do in memory."""
+
     def reversal_of(self, transaction_id: UUID) -> Transaction | None:
         reversal_id = self.uow.view.reversals.get(transaction_id)
         return None if reversal_id is None else self.get(reversal_id)
@@ -665,6 +684,45 @@ class FakeSuspenseItems:
             key=lambda item: (item.payment_date, item.reference),
         )
         return [item for item in listed if after is None or (item.payment_date, item.reference) > after][:limit]
+
+
+class FakeChargeRuns:
+    """Charge runs in the view; a save guarded by the version read, one unfinished run per week at commit."""
+
+    def __init__(self, uow: FakeUnitOfWork) -> None:
+        self.uow = uow
+
+    def get(self, run_id: UUID, *, for_update: bool = False) -> ChargeRun | None:
+        return self.uow.view.charge_runs.get(run_id)
+
+    def unfinished(self, week_starts: date) -> ChargeRun | None:
+        found = [r for r in self.uow.view.charge_runs.values() if r.week.starts == week_starts and not r.finished]
+        return found[0] if found else None
+
+    def add(self, run: ChargeRun) -> None:
+        def write(state: State) -> None:
+            state.charge_runs[run.id] = run
+
+        def guard(state: State) -> None:
+            if run.id in state.charge_runs:
+                raise ConcurrencyConflict(f"charge run {run.id} exists already")
+
+        self.uow.keep(write, guard)
+
+    def save(self, run: ChargeRun) -> None:
+        def guard(state: State) -> None:
+            current = state.charge_runs.get(run.id)
+            if current is None or current.version != run.version - 1:
+                raise ConcurrencyConflict(f"charge run {run.id} is no longer at version {run.version - 1}")
+
+        def write(state: State) -> None:
+            state.charge_runs[run.id] = run
+
+        guard(self.uow.view)
+        self.uow.keep(write, guard)
+
+    def count_accounts(self) -> int:
+        return len(self.uow.view.accounts)
 
 
 class FakeOutbox:

@@ -19,6 +19,7 @@ from accounts.adapters.metrics import Metrics
 from accounts.adapters.sinks.delivery_lock import DeliveryLocks
 from accounts.domain.tenure import RentGroupMap
 from accounts.service.accounts import AccountService
+from accounts.service.charge_runs import ChargeRunService
 from accounts.service.interim_sync import InterimSync
 from accounts.service.ledger import LedgerService
 from accounts.service.listener import FinanceListener, Flag, RetryPolicy
@@ -118,6 +119,7 @@ class Application:
     # Payment files and suspense (set by `bootstrap`, on the same units of work as the rest).
     payment_files: PaymentFileService = field(init=False, repr=False)
     suspense: SuspenseService = field(init=False, repr=False)
+    charge_runs: ChargeRunService = field(kw_only=True)
 
     @property
     def engine(self) -> sa.Engine:
@@ -257,6 +259,7 @@ def bootstrap(
         uow_factory if given else None,
         broker_factory=broker_factory,
         _engine=engine,
+        charge_runs=ChargeRunService(uow_factory, batch_size=settings.charge_run_batch_size),
     )
     application.payment_files = PaymentFileService(uow_factory, batch_lines=settings.payment_file_batch_lines)
     application.suspense = SuspenseService(uow_factory)

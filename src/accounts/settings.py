@@ -107,6 +107,8 @@ class Settings(BaseSettings):
     # Logs (standard error): at this level and above, as text lines or one JSON object a line.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["text", "json"] = "text"
+    # Charge runs: the accounts a unit of work charges (their charges and the run's progress committed together).
+    charge_run_batch_size: int = Field(default=500, ge=1, le=10_000)
 
     @field_validator("read_groups", "write_groups", "interim_sinks", mode="before")
     @classmethod

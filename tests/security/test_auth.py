@@ -66,6 +66,17 @@ def protected_requests(
         headers={"Authorization": colleague},
     )
     assert proposed.status_code < 300, proposed.text
+    # A finished charge run to read (finished first: a run changes accounts, and the refusals must change nothing).
+    week = {"weekStarting": "2026-04-06"}
+    started = client.post("/api/v1/charge-runs", json=week, headers={"Authorization": authorization})
+    assert started.status_code == 202, started.text
+    run_id = started.json()["id"]
+    deadline = time.monotonic() + 30
+    while client.get(f"/api/v1/charge-runs/{run_id}", headers={"Authorization": authorization}).json()["status"] != (
+        "Finished"
+    ):
+        assert time.monotonic() < deadline, "the charge run did not finish"
+        time.sleep(0.05)
     bodies: dict[tuple[str, str], dict[str, Any]] = {
         ("POST", "/api/v1/accounts"): {"json": tenure_request()},
         ("PATCH", "/api/v1/accounts/{id}"): {
@@ -77,9 +88,11 @@ def protected_requests(
         ("POST", "/api/v1/accounts/{id}/transactions/{transactionId}/reversal"): {"json": {"reason": "a mistake"}},
         ("POST", "/api/v1/payment-files"): {"content": payments, "headers": {"Content-Type": "text/csv"}},
         ("POST", "/api/v1/suspense/{id}/proposal"): {"json": {"accountId": account["id"]}},
+        ("POST", "/api/v1/charge-runs"): {"json": week},
     }
     ids = {"/api/v1/suspense/{id}/approval": to_approve, "/api/v1/suspense/{id}": to_propose}
     ids["/api/v1/suspense/{id}/proposal"] = to_propose
+    ids["/api/v1/charge-runs/{id}"] = run_id
     queries = {"/api/v1/accounts": f"?targetId={account['targetId']}"}
     requests: list[Request] = []
     for path, operations in document["paths"].items():

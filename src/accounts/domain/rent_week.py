@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import lru_cache
 
 from accounts.domain.errors import ValidationProblem
 
@@ -21,12 +22,16 @@ MONDAY = 0  # date.weekday()
 WEEK = timedelta(days=7)
 
 
+# The calendar never changes: each answer is worked out once (every posting asks for its week, some
+# three times, and a charge run posts 100,000 of them for one week).
+@lru_cache(maxsize=256)
 def rent_year_start(financial_year: int) -> date:
     """The first Monday of April of `financial_year`: the start of its rent year (week 1)."""
     first_of_april = date(financial_year, 4, 1)
     return first_of_april + timedelta(days=(MONDAY - first_of_april.weekday()) % 7)
 
 
+@lru_cache(maxsize=256)
 def weeks_in_rent_year(financial_year: int) -> int:
     """52, or 53 when the next first Monday of April is 371 days away."""
     return (rent_year_start(financial_year + 1) - rent_year_start(financial_year)).days // 7
@@ -68,6 +73,7 @@ class RentWeek:
         return isinstance(day, date) and self.starts <= day <= self.ends
 
 
+@lru_cache(maxsize=4096)
 def rent_week_of(day: date) -> RentWeek:
     """The rent week `day` falls in.
 

@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import getpass
 import io
 import json
 import logging
 import signal
 import sys
+import time
 import uuid
 from collections.abc import Iterator, Sequence
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +22,7 @@ from accounts.runtime import configure_logging
 from accounts.settings import DEV_JWT_SECRET, ConfigurationError, Settings, get_settings
 
 if TYPE_CHECKING:
+    from accounts.domain.charges import ChargeRun
     from accounts.service.listener import Flag
 
 log = logging.getLogger("accounts")
@@ -456,6 +459,83 @@ def _bar(done: float, width: int = 30) -> str:
     return "[" + "#" * filled + "." * (width - filled) + "]"
 
 
+def _week_starting(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"weekStarting must be a date such as 2026-04-06, got {text!r}") from None
+
+
+class ProgressBar:
+    """A plain-text bar on stderr, redrawn in place with a carriage return: no dependency, any terminal."""
+
+    WIDTH = 30
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream or sys.stderr
+        self.started = time.monotonic()
+
+    def __call__(self, run: ChargeRun) -> None:
+        total = max(run.accounts_total, run.accounts_done, 1)
+        share = 1.0 if run.finished else min(run.accounts_done / total, 1.0)
+        filled = int(share * self.WIDTH)
+        bar = "#" * filled + "-" * (self.WIDTH - filled)
+        self.stream.write(
+            f"\r[{bar}] {share:4.0%} {run.accounts_done:,}/{total:,} accounts, "
+            f"{run.charges_posted:,} charges posted, {time.monotonic() - self.started:.1f} s"
+        )
+        if run.finished:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name to be found (a container without a user entry)
+        return "accounts charges run"
+
+
+def cmd_charges_run(settings: Settings, args: argparse.Namespace) -> int:
+    from accounts.bootstrap import bootstrap
+    from accounts.domain.account import Actor
+    from accounts.domain.errors import ValidationProblem
+    from accounts.runtime import tune_garbage_collector
+    from accounts.service.ports import TransientError
+
+    application = bootstrap(settings)
+    tune_garbage_collector()  # a batch of 500 postings makes some 100,000 short-lived objects
+    try:
+        try:
+            who = Actor(args.user or _login_name(), args.email or "")
+            run = application.charge_runs.start(args.week_starting, who)
+        except ValidationProblem as problem:
+            print(f"{problem.field} {problem.rule}: {args.week_starting.isoformat()}", file=sys.stderr)
+            return 2
+        if run.accounts_done:
+            print(f"carrying on charge run {run.id}: {run.accounts_done:,} accounts done", file=sys.stderr)
+        run = application.charge_runs.run(run.id, progress=None if args.quiet else ProgressBar())
+    except TransientError as error:
+        print(f"the charge run stopped: {error}; run the command again to carry it on", file=sys.stderr)
+        return 1
+    finally:
+        application.close()
+    print(f"charge run {run.id} for {run.week.label} (week starting {run.week.starts.isoformat()}): {run.status}")
+    print(
+        f"accounts: {run.accounts_done:,} looked at, {run.accounts_charged:,} charged, "
+        f"{run.accounts_not_charged:,} not active on the Monday"
+    )
+    print(
+        f"charges: {run.charges_posted:,} posted, {run.amount_posted:,} in total; "
+        f"{run.charges_skipped:,} posted before (skipped); {run.charges_refused:,} refused"
+    )
+    for refusal in run.refusals[: args.limit]:
+        print(f"refused: account {refusal.account_id} {refusal.charge_type}: {refusal.reason}")
+    if run.charges_refused > min(len(run.refusals), args.limit):
+        print(f"... and {run.charges_refused - min(len(run.refusals), args.limit):,} more refused")
+    return 0
+
+
 def _safe_url(url: str) -> str:
     """A URL fit for a log line: no password."""
     from sqlalchemy.engine import make_url
@@ -541,6 +621,18 @@ def build_parser() -> argparse.ArgumentParser:
     payments_import.add_argument("--json", action="store_true", help="the answer as JSON, as the API gives it")
     payments_import.add_argument("--quiet", action="store_true", help="no progress on stderr")
     payments_import.set_defaults(handler=cmd_payments_import)
+    charges = commands.add_parser("charges", help="the weekly rent charges").add_subparsers(
+        dest="charges_command", required=True
+    )
+    charge_run = charges.add_parser(
+        "run", help="charge a rent week to every account active on its Monday (a rerun posts nothing twice)"
+    )
+    charge_run.add_argument("--week-starting", required=True, type=_week_starting, help="a Monday: YYYY-MM-DD")
+    charge_run.add_argument("--user", help="whose name the charges are posted in (default: your login name)")
+    charge_run.add_argument("--email", help="their email (events carry it)")
+    charge_run.add_argument("--limit", type=int, default=50, help="list at most this many refused charges")
+    charge_run.add_argument("--quiet", action="store_true", help="no progress bar")
+    charge_run.set_defaults(handler=cmd_charges_run)
     return parser
 
 

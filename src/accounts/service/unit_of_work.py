@@ -31,6 +31,7 @@ from typing import Any, NamedTuple, Protocol
 from uuid import UUID
 
 from accounts.domain.account import Account, AccountType
+from accounts.domain.charges import ChargeRun
 from accounts.domain.events import EventEnvelope
 from accounts.domain.interim import InterimRow, interim_row_from
 from accounts.domain.ledger import Transaction
@@ -118,6 +119,10 @@ class AccountRepository(Protocol):
     def interim_sources(self) -> Iterator[InterimSource]:
         """What every tenure Master account's interim row is made from."""
 
+    def after(self, account_id: UUID | None, limit: int) -> list[Account]:
+        """At most `limit` accounts in id order, after `account_id` (from the first when None), held for
+        update until the transaction ends (a charge run's batch)."""
+
 
 class TargetTypeRepository(Protocol):
     def get(self, name: str) -> TargetType | None: ...
@@ -181,6 +186,9 @@ class Transactions(Protocol):
 
     def get_many(self, transaction_ids: Sequence[UUID]) -> dict[UUID, Transaction]:
         """Those of these transactions that are posted (here or before), in one read: a payment file's batch."""
+
+    def read_ahead(self, transaction_ids: Sequence[UUID]) -> None:
+        """Whether these ids are posted, read at once (a batch's `get`s then answer from memory). Speed only."""
 
     def reversal_of(self, transaction_id: UUID) -> Transaction | None:
         """The Reversal of this transaction, if it has one (at most one: the unique index backs it)."""
@@ -268,6 +276,24 @@ class SuspenseItems(Protocol):
         """Oldest payment first (payment date, then reference), strictly after `after`, at most `limit`."""
 
 
+class ChargeRuns(Protocol):
+    """Charge runs and their progress: added and saved with the batch they describe, written at commit."""
+
+    def get(self, run_id: UUID, *, for_update: bool = False) -> ChargeRun | None:
+        """The run as stored; `for_update` holds it (PostgreSQL row lock): two processes on one run take turns."""
+
+    def unfinished(self, week_starts: date) -> ChargeRun | None:
+        """The week's run that has not finished, if there is one (at most one: a unique index backs it)."""
+
+    def add(self, run: ChargeRun) -> None: ...
+
+    def save(self, run: ChargeRun) -> None:
+        """Store a new version of the run (its version one more than the stored one: ConcurrencyConflict if not)."""
+
+    def count_accounts(self) -> int:
+        """How many accounts are stored: a run's total, for its progress bar."""
+
+
 class Outbox(Protocol):
     def add(self, topic: str, event: EventEnvelope, group_id: str) -> None: ...
     def pending(self, limit: int) -> list[OutboxMessage]: ...
@@ -340,6 +366,7 @@ class UnitOfWork(Protocol):
     deliveries: InterimDeliveries
     dead_letters: DeadLetters
     suspense: SuspenseItems
+    charge_runs: ChargeRuns
     # The interim sinks configured in this process (`service/changes.py` owes a change to these and to every
     # sink ever registered); given by bootstrap to every unit of work it makes.
     interim_sinks: Sequence[str]
@@ -364,3 +391,8 @@ class UnitOfWork(Protocol):
 
         Only a matter of speed: without it each is read when first asked for.
         """
+
+    def read_ahead_postings(self, accounts: Sequence[Account], transaction_ids: Sequence[UUID]) -> None:
+        """What postings to these (already read) accounts will read, read at once: whether the transaction
+        ids are posted, the accounts of their targets (one active Master per target), each tenure account's
+        tenure copy (not locked) and interim row. Only a matter of speed."""

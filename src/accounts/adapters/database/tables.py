@@ -272,3 +272,38 @@ suspense_items = sa.Table(
     ),
     sa.Index("ix_suspense_items_listed", "payment_date", "reference"),
 )
+
+# Charge runs: one row per run, its progress written with each batch of charges it posts, so a run
+# that was stopped carries on after `last_account_id`. At most one unfinished run per week.
+charge_runs = sa.Table(
+    "charge_runs",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("week_starting", sa.Date, nullable=False),
+    sa.Column("financial_year", sa.SmallInteger, nullable=False),
+    sa.Column("period_no", sa.SmallInteger, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("started_by_name", sa.String(320), nullable=False),
+    sa.Column("started_by_email", sa.String(320), nullable=False),
+    sa.Column("started_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Column("finished_at", Timestamp),
+    sa.Column("accounts_total", sa.Integer, nullable=False),
+    sa.Column("last_account_id", sa.Uuid),
+    sa.Column("accounts_done", sa.Integer, nullable=False),
+    sa.Column("accounts_charged", sa.Integer, nullable=False),
+    sa.Column("accounts_not_charged", sa.Integer, nullable=False),
+    sa.Column("charges_posted", sa.Integer, nullable=False),
+    sa.Column("amount_posted", Money, nullable=False),
+    sa.Column("charges_skipped", sa.Integer, nullable=False),
+    sa.Column("charges_refused", sa.Integer, nullable=False),
+    sa.Column("refusals", sa.JSON, nullable=False),  # the first 1,000: account id, charge type, reason
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Index(
+        "ux_charge_runs_unfinished_week",
+        "week_starting",
+        unique=True,
+        sqlite_where=sa.text("finished_at IS NULL"),
+        postgresql_where=sa.text("finished_at IS NULL"),
+    ),
+)

@@ -10,6 +10,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy import exc
 
+from accounts.adapters.database.charge_runs import SqlChargeRuns
 from accounts.adapters.database.engine import WRITE, WriterBusy, writer_turn
 from accounts.adapters.database.journal import Memory
 from accounts.adapters.database.repositories import (
@@ -26,10 +27,13 @@ from accounts.adapters.database.repositories import (
     SqlTransactions,
 )
 from accounts.adapters.database.suspense import SqlSuspenseItems
+from accounts.domain.account import Account
+from accounts.domain.interim import is_interim_account
 from accounts.service.changes import write_raised
 from accounts.service.ports import TransientError
 from accounts.service.unit_of_work import (
     AccountRepository,
+    ChargeRuns,
     ConcurrencyConflict,
     DeadLetters,
     InterimDeliveries,
@@ -75,6 +79,7 @@ class SqlAlchemyUnitOfWork:
     deliveries: InterimDeliveries
     dead_letters: DeadLetters
     suspense: SuspenseItems
+    charge_runs: ChargeRuns
 
     def __init__(self, engine: sa.Engine, *, read_only: bool = False, interim_sinks: Sequence[str] = ()) -> None:
         self.engine = engine
@@ -113,6 +118,7 @@ class SqlAlchemyUnitOfWork:
         self.target_types = SqlTargetTypeRepository(memory)
         self.deliveries = SqlInterimDeliveries(memory)
         self.dead_letters = SqlDeadLetters(memory)
+        self.charge_runs = SqlChargeRuns(memory)
         return self
 
     def __exit__(
@@ -155,6 +161,19 @@ class SqlAlchemyUnitOfWork:
             self._interim.read_ahead(self._accounts.known_ids())
             self._interim.registered_sinks()
             self.target_types.all()  # remembered for the rest of the unit of work
+        except exc.DBAPIError as error:
+            raise translate(error) from error
+
+    def read_ahead_postings(self, accounts: Sequence[Account], transaction_ids: Sequence[UUID]) -> None:
+        """What postings to a batch of accounts will read, in a few `IN (...)` queries."""
+        try:
+            self.transactions.read_ahead(transaction_ids)
+            self._accounts.read_ahead_targets_of(accounts)
+            tenure_accounts = [account for account in accounts if is_interim_account(account)]
+            self._tenures.read_ahead([account.target_id for account in tenure_accounts], lock=False)
+            self._interim.read_ahead(account.id for account in accounts)  # a row kept or one to remove
+            self._interim.registered_sinks()
+            self.target_types.all()
         except exc.DBAPIError as error:
             raise translate(error) from error
 

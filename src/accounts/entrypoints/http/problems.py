@@ -22,6 +22,7 @@ from starlette.types import Scope
 from accounts.domain.errors import DomainError, ValidationProblem
 from accounts.domain.ledger import LedgerConflict
 from accounts.service.accounts import AccountConflict, AccountNotFound, PreconditionFailed
+from accounts.service.charge_runs import ChargeRunNotFound
 from accounts.service.ledger import TransactionNotFound
 from accounts.service.ports import TransientError
 
@@ -234,6 +235,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(AccountConflict, conflict)
     app.add_exception_handler(LedgerConflict, conflict)
     app.add_exception_handler(TransactionNotFound, not_found)
+    app.add_exception_handler(ChargeRunNotFound, not_found)
     app.add_exception_handler(PreconditionFailed, precondition)
     app.add_exception_handler(TransientError, unavailable)
     app.add_exception_handler(StarletteHTTPException, http_error)

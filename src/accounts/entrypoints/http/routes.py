@@ -17,6 +17,7 @@ from accounts.domain.account import Account, AccountType, Actor, etag, to_wire
 from accounts.domain.errors import ImmutableField, ValidationProblem
 from accounts.domain.events import MalformedEvent, parse_envelope, refuse_constant
 from accounts.entrypoints.http import reads
+from accounts.entrypoints.http.charge_runs import add_charge_run_routes
 from accounts.entrypoints.http.ledger import add_ledger_routes
 from accounts.entrypoints.http.payment_files import add_payment_file_routes
 from accounts.entrypoints.http.problems import ApiProblem, problem_responses, reason
@@ -45,6 +46,7 @@ def events_too_large(limit: int) -> str:
         f"a batch of events must be at most {limit:,} bytes ({limit / 1024 / 1024:g} MB, ACCOUNTS_MAX_EVENTS_BODY_BYTES):"
         " send it in parts"
     )
+
 
 # An account is four levels deep (tenure.primaryTenants[0].fullName) and an event envelope
 # little more; anything far deeper is refused before patching or validation recurses into it.
@@ -323,6 +325,7 @@ def build_router() -> APIRouter:
 
     add_ledger_routes(router, services, writer, correlation, read_json, invalid, _in_thread, json_response)
     add_payment_file_routes(router, services, writer, correlation, read_json, invalid, _in_thread, json_response)
+    add_charge_run_routes(router, services, writer, read_json, invalid, _in_thread, json_response)
 
     @router.get("/target-types", response_model=TargetTypeList, responses=problem_responses(401, 403, 503))
     def target_types(request: Request) -> Response:

@@ -5,7 +5,7 @@ file again sets nothing aside twice. The open items are listed oldest payment fi
 a partial index.
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 Create Date: 2026-12-09
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006"
-down_revision = "0004"  # re-chained after the charge runs' revision when the branches merge
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

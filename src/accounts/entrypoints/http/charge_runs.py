@@ -1,0 +1,162 @@
+"""The charge runs' routes: start a week's run (carried on in a thread of this process) and read its progress."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import Any
+from uuid import UUID
+
+import pydantic
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+from starlette.responses import Response
+
+from accounts.domain.account import Actor
+from accounts.domain.charges import ChargeRun, run_to_wire
+from accounts.entrypoints.http.problems import ApiProblem, problem_responses
+from accounts.entrypoints.http.reads import authorise_read, parse_uuid
+from accounts.entrypoints.http.schemas import Day, MoneyOut, Wire
+from accounts.service.charge_runs import ChargeRunService
+
+log = logging.getLogger(__name__)
+
+
+class ChargeRunIn(Wire):
+    """POST /api/v1/charge-runs."""
+
+    weekStarting: Day = Field(description="The Monday the rent week starts on, such as 2026-04-06")
+
+
+class RefusalOut(BaseModel):
+    accountId: UUID
+    chargeType: str
+    reason: str
+
+
+class ChargeRunOut(BaseModel):
+    id: UUID
+    weekStarting: date = Field(description="The Monday the rent week starts on")
+    financialYear: int
+    periodNo: int
+    rentWeek: str = Field(examples=["2026/27 week 1"])
+    status: str = Field(description="Running until every account is done, then Finished")
+    startedBy: str
+    startedAt: datetime
+    updatedAt: datetime
+    finishedAt: datetime | None
+    accountsTotal: int = Field(description="Accounts stored when the run started")
+    accountsDone: int
+    accountsCharged: int
+    accountsNotCharged: int = Field(description="Not Active, not started or ended before the Monday")
+    chargesPosted: int
+    amountPosted: MoneyOut = Field(description="The charges posted by this run, added up")
+    chargesSkipped: int = Field(description="Posted before by a run of the same week: never posted twice")
+    chargesRefused: int
+    refusals: list[RefusalOut] = Field(description="The first 1,000 refused, with the reason")
+
+
+class BackgroundRuns:
+    """The runs this process carries on, one thread each; a run already going here is not started twice.
+
+    A thread that stops (the process ends, the database fails) leaves the run unfinished: starting
+    the week again carries it on from its last committed batch.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._threads: dict[UUID, threading.Thread] = {}
+
+    def carry_on(self, service: ChargeRunService, run: ChargeRun) -> None:
+        if run.finished:
+            return
+        with self._lock:
+            going = self._threads.get(run.id)
+            if going is not None and going.is_alive():
+                return
+            thread = threading.Thread(
+                target=self._run, args=(service, run.id), name=f"charge-run-{run.id}", daemon=True
+            )
+            self._threads[run.id] = thread
+            thread.start()
+
+    def _run(self, service: ChargeRunService, run_id: UUID) -> None:
+        try:
+            service.run(run_id)
+        except Exception:
+            log.exception("charge run %s stopped; starting its week again carries it on", run_id)
+        finally:
+            with self._lock:
+                if self._threads.get(run_id) is threading.current_thread():
+                    del self._threads[run_id]
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the runs going now (tests, shutdown)."""
+        with self._lock:
+            threads = list(self._threads.values())
+        for thread in threads:
+            thread.join(timeout)
+
+
+def background_runs(request: Request) -> BackgroundRuns:
+    state = request.app.state
+    runs: BackgroundRuns | None = getattr(state, "charge_runs_background", None)
+    if runs is None:
+        runs = state.charge_runs_background = BackgroundRuns()
+    return runs
+
+
+def add_charge_run_routes(
+    router: APIRouter,
+    services: Callable[[Request], Any],
+    writer: Callable[[Request], Actor],
+    read_json: Callable[..., Any],
+    invalid: Callable[[pydantic.ValidationError], ApiProblem],
+    in_thread: Callable[..., Any],
+    json_response: Callable[..., Response],
+) -> None:
+    @router.post(
+        "/charge-runs",
+        status_code=202,
+        response_model=ChargeRunOut,
+        responses=problem_responses(400, 401, 403, 413, 415, 503),
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": ChargeRunIn.model_json_schema(ref_template="#/components/schemas/{model}")
+                    }
+                },
+            }
+        },
+        summary="Charge a rent week to every account active on its Monday; runs in the background",
+    )
+    async def start_charge_run(request: Request) -> Response:
+        who = writer(request)
+        if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+            raise ApiProblem(415, "send the charge run as application/json")
+        body = await read_json(request)
+        if not isinstance(body, dict):
+            raise ApiProblem(400, "the charge run must be a JSON object")
+        try:
+            asked = ChargeRunIn.model_validate(body)
+        except pydantic.ValidationError as error:
+            raise invalid(error) from None
+        service: ChargeRunService = services(request).charge_runs
+        run = await in_thread(service.start, asked.weekStarting, who)
+        background_runs(request).carry_on(service, run)
+        return json_response(run_to_wire(run), 202, {"Location": f"/api/v1/charge-runs/{run.id}"})
+
+    @router.get(
+        "/charge-runs/{id}",
+        response_model=ChargeRunOut,
+        responses=problem_responses(400, 401, 403, 404, 503),
+        summary="A charge run's progress and totals",
+    )
+    def get_charge_run(request: Request, id: str) -> Response:
+        authorise_read(request)
+        run_id = parse_uuid(id, "id")
+        return json_response(run_to_wire(services(request).charge_runs.get(run_id)))
