@@ -415,12 +415,10 @@ def cmd_payments_import(settings: Settings, args: argparse.Namespace) -> int:
         print(f"cannot read {args.file}: {error}", file=sys.stderr)
         return 2
     started = time.monotonic()
-    interactive = sys.stderr.isatty()
+    bar = ProgressBar()
 
     def progress(report: ImportReport) -> None:
-        done = raw.tell() / size if size else 1.0
-        line = f"importing {path.name}: {done:4.0%} {_bar(done)} {report.lines:,} line(s)"
-        print(f"\r{line}" if interactive else line, end="" if interactive else "\n", file=sys.stderr, flush=True)
+        bar.show(raw.tell() / size if size else 1.0, f"{path.name}: {report.lines:,} line(s)")
 
     application = bootstrap(settings, run_migrations=True)
     try:
@@ -434,8 +432,8 @@ def cmd_payments_import(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     finally:
         application.close()
-    if interactive and not args.quiet:
-        print(file=sys.stderr)
+    if not args.quiet:
+        bar.done()
     print(f"imported {path.name} in {time.monotonic() - started:.1f} s", file=sys.stderr)
     if args.json:
         from accounts.entrypoints.http.payment_files import report_wire
@@ -454,11 +452,6 @@ def cmd_payments_import(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _bar(done: float, width: int = 30) -> str:
-    filled = min(width, int(done * width))
-    return "[" + "#" * filled + "." * (width - filled) + "]"
-
-
 def _week_starting(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -467,26 +460,35 @@ def _week_starting(text: str) -> date:
 
 
 class ProgressBar:
-    """A plain-text bar on stderr, redrawn in place with a carriage return: no dependency, any terminal."""
+    """A plain-text bar on stderr: redrawn in place (a carriage return) on a terminal, a line a step
+    otherwise (a log file); no dependency. `show(share, words)` draws it; `done()` ends its line."""
 
     WIDTH = 30
 
     def __init__(self, stream: Any = None) -> None:
         self.stream = stream or sys.stderr
         self.started = time.monotonic()
+        self.interactive = self.stream.isatty()
 
-    def __call__(self, run: ChargeRun) -> None:
-        total = max(run.accounts_total, run.accounts_done, 1)
-        share = 1.0 if run.finished else min(run.accounts_done / total, 1.0)
+    def show(self, share: float, words: str) -> None:
+        share = min(max(share, 0.0), 1.0)
         filled = int(share * self.WIDTH)
-        bar = "#" * filled + "-" * (self.WIDTH - filled)
-        self.stream.write(
-            f"\r[{bar}] {share:4.0%} {run.accounts_done:,}/{total:,} accounts, "
-            f"{run.charges_posted:,} charges posted, {time.monotonic() - self.started:.1f} s"
-        )
-        if run.finished:
-            self.stream.write("\n")
+        line = f"[{'#' * filled}{'-' * (self.WIDTH - filled)}] {share:4.0%} {words}, {time.monotonic() - self.started:.1f} s"
+        self.stream.write(f"\r{line}" if self.interactive else f"{line}\n")
         self.stream.flush()
+
+    def done(self) -> None:
+        if self.interactive:
+            self.stream.write("\n")
+            self.stream.flush()
+
+    def charge_run(self, run: ChargeRun) -> None:
+        """A charge run's progress (its accounts done of all), as `ChargeRunService.run` reports it."""
+        total = max(run.accounts_total, run.accounts_done, 1)
+        share = 1.0 if run.finished else run.accounts_done / total
+        self.show(share, f"{run.accounts_done:,}/{total:,} accounts, {run.charges_posted:,} charges posted")
+        if run.finished:
+            self.done()
 
 
 def _login_name() -> str:
@@ -514,7 +516,7 @@ def cmd_charges_run(settings: Settings, args: argparse.Namespace) -> int:
             return 2
         if run.accounts_done:
             print(f"carrying on charge run {run.id}: {run.accounts_done:,} accounts done", file=sys.stderr)
-        run = application.charge_runs.run(run.id, progress=None if args.quiet else ProgressBar())
+        run = application.charge_runs.run(run.id, progress=None if args.quiet else ProgressBar().charge_run)
     except TransientError as error:
         print(f"the charge run stopped: {error}; run the command again to carry it on", file=sys.stderr)
         return 1
