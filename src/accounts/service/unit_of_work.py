@@ -30,7 +30,8 @@ from types import TracebackType
 from typing import Any, NamedTuple, Protocol
 from uuid import UUID
 
-from accounts.domain.account import Account, AccountType
+from accounts.domain.account import Account, AccountType, RentGroupType
+from accounts.domain.arrears import WorklistSort
 from accounts.domain.events import EventEnvelope
 from accounts.domain.interim import InterimRow, interim_row_from
 from accounts.domain.ledger import Transaction
@@ -112,6 +113,31 @@ class AccountRepository(Protocol):
 
     def interim_sources(self) -> Iterator[InterimSource]:
         """What every tenure Master account's interim row is made from."""
+
+    def worklist(
+        self,
+        rent_group: RentGroupType | None,
+        min_weeks: Decimal | None,
+        min_owed: Decimal | None,
+        sort: WorklistSort,
+        descending: bool,
+        after: WorklistCursor | None,
+        limit: int,
+    ) -> list[tuple[Account, Decimal]]:
+        """Accounts in arrears (with the amount owed), at most `limit`, in worklist order after `after`.
+
+        Filtered by rent group, stored weeks in arrears (at least `min_weeks`) and amount owed (at
+        least `min_owed`); sorted by the stored value of `sort` (`domain.arrears.WorklistSort`),
+        `descending` as the caseworker reads it (most days since the last payment first is the
+        earliest `arrears_since` first), ties by account id in the same direction as the stored value.
+        """
+
+
+class WorklistCursor(NamedTuple):
+    """A place in the worklist: the stored value sorted by (amount owed, weeks, or the date days count from) and the id."""
+
+    value: Decimal | date
+    account_id: UUID
 
 
 class TargetTypeRepository(Protocol):

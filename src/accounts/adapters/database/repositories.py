@@ -46,7 +46,8 @@ from accounts.adapters.database.rows import (
     transaction_from_row,
     transaction_values,
 )
-from accounts.domain.account import Account, AccountType, oldest_first
+from accounts.domain.account import Account, AccountType, RentGroupType, oldest_first
+from accounts.domain.arrears import WorklistSort
 from accounts.domain.events import EventEnvelope
 from accounts.domain.interim import InterimRow
 from accounts.domain.ledger import Direction, Transaction
@@ -60,6 +61,7 @@ from accounts.service.unit_of_work import (
     LedgerDifference,
     OutboxMessage,
     StatementCursor,
+    WorklistCursor,
 )
 
 __all__ = ["PRN_COUNTER", "account_values"]  # the benchmarks' seeding writes accounts as the repositories do
@@ -90,6 +92,14 @@ _REFERENCE = sa.select(_accounts.id, _accounts.payment_reference).where(
     _accounts.payment_reference == sa.bindparam("reference")
 )
 _INSERT_ACCOUNT = t.accounts.insert()
+# The worklist: its partial indexes' own predicate, as a literal, and the stored column of each sort.
+_IN_ARREARS = sa.text(f"accounts.{t.IN_ARREARS}")
+_WORKLIST_SORTS = {
+    WorklistSort.AMOUNT_OWED: _accounts.amount_owed,
+    WorklistSort.WEEKS_IN_ARREARS: _accounts.weeks_in_arrears,
+    WorklistSort.DAYS_SINCE_LAST_PAYMENT: _accounts.arrears_since,
+}
+_CENT = Decimal("0.01")
 # The SET clause is every column in the parameters; the b_ names are the WHERE clause's.
 _UPDATE_ACCOUNT = t.accounts.update().where(
     _accounts.id == sa.bindparam("b_id"), _accounts.version == sa.bindparam("b_expected_version")
@@ -372,6 +382,36 @@ class SqlAccountRepository:
             order = order.nulls_first() if descending else order.nulls_last()
         query = query.order_by(order, t.accounts.c.id).limit(limit)
         return [account_from_row(row) for row in self.memory.execute(query)]
+
+    def worklist(
+        self,
+        rent_group: RentGroupType | None,
+        min_weeks: Decimal | None,
+        min_owed: Decimal | None,
+        sort: WorklistSort,
+        descending: bool,
+        after: WorklistCursor | None,
+        limit: int,
+    ) -> list[tuple[Account, Decimal]]:
+        column = _WORKLIST_SORTS[sort]
+        # Days since the last payment grow as the day they count from goes back.
+        going_down = descending != (sort is WorklistSort.DAYS_SINCE_LAST_PAYMENT)
+        query = sa.select(t.accounts).where(_IN_ARREARS)
+        if rent_group is not None:
+            query = query.where(_accounts.rent_group_type == rent_group.value)
+        if min_weeks is not None:
+            query = query.where(_accounts.weeks_in_arrears >= min_weeks)
+        if min_owed is not None:
+            query = query.where(_accounts.amount_owed >= min_owed)
+        if after is not None:
+            place, cursor = (
+                sa.tuple_(column, _accounts.id),
+                sa.tuple_(sa.literal(after.value, column.type), sa.literal(after.account_id, _accounts.id.type)),
+            )
+            query = query.where(place < cursor if going_down else place > cursor)
+        order = (column.desc(), _accounts.id.desc()) if going_down else (column.asc(), _accounts.id.asc())
+        rows = self.memory.execute(query.order_by(*order).limit(limit))
+        return [(account_from_row(row), Decimal(row.amount_owed).quantize(_CENT)) for row in rows]
 
     def interim_sources(self) -> Iterator[InterimSource]:
         a, copies = t.accounts, t.tenure_copies

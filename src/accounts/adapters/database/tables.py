@@ -29,6 +29,26 @@ target_types = sa.Table(
     sa.Column("description", sa.String(200), nullable=False, server_default=""),
 )
 
+WeeksInArrears = sa.Numeric(16, 1, asdecimal=True)
+# Only accounts in arrears are on the worklist: its indexes hold those alone. A literal, so both
+# databases' planners match a query's own `amount_owed > 0` to it (a bound 0 would not).
+IN_ARREARS = "amount_owed > 0"
+# What the worklist sorts by: each its own index, ties by id, and each again under a rent group.
+WORKLIST_SORT_COLUMNS = {"owed": "amount_owed", "weeks": "weeks_in_arrears", "since": "arrears_since"}
+
+
+def _worklist_indexes() -> list[sa.Index]:
+    """The worklist's partial indexes: its first page is a range scan of one, at any number of accounts."""
+    where = sa.text(IN_ARREARS)
+    indexes = []
+    for name, column in WORKLIST_SORT_COLUMNS.items():
+        for prefix, columns in (("", (column, "id")), ("group_", ("rent_group_type", column, "id"))):
+            indexes.append(
+                sa.Index(f"ix_accounts_worklist_{prefix}{name}", *columns, sqlite_where=where, postgresql_where=where)
+            )
+    return indexes
+
+
 accounts = sa.Table(
     "accounts",
     metadata,
@@ -58,10 +78,19 @@ accounts = sa.Table(
     # The account as the API answers it (its wire JSON), written with every change: the
     # reads serve it as it is instead of building an Account and serialising it each time.
     sa.Column("wire", sa.Text),
+    # The arrears worklist's figures (`domain/arrears.py`), written with every change (`rows.account_values`):
+    # what it filters and sorts by, served by the partial indexes below.
+    # The defaults are only what adding the columns to stored rows needed (migration 0007): every write sets them.
+    sa.Column("weekly_charge", Money, nullable=False, server_default=sa.text("0")),
+    sa.Column("weeks_in_arrears", WeeksInArrears, nullable=False, server_default=sa.text("0")),  # 0: no weekly charge
+    sa.Column("arrears_since", sa.Date, nullable=False, server_default=sa.text("'1970-01-01'")),  # last paid, or start
+    sa.Column("last_payment_date", sa.Date),
+    sa.Column("last_payment_amount", Money),
     sa.Index("ix_accounts_target", "target_id", "account_type"),
     sa.Index("ux_accounts_payment_reference", "payment_reference", unique=True),
     sa.Index("ix_accounts_arrears_by_type", "account_type", "amount_owed"),
     sa.Index("ix_accounts_arrears", "amount_owed"),
+    *_worklist_indexes(),
     # At most one active Master account per target.
     sa.Index(
         "ux_accounts_active_master",
