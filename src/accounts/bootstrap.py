@@ -18,6 +18,7 @@ from accounts.adapters.database.unit_of_work import SqlAlchemyUnitOfWork
 from accounts.adapters.sinks.delivery_lock import DeliveryLocks
 from accounts.domain.tenure import RentGroupMap
 from accounts.service.accounts import AccountService
+from accounts.service.arrears import WorklistService
 from accounts.service.interim_sync import InterimSync
 from accounts.service.ledger import LedgerService
 from accounts.service.listener import FinanceListener, Flag, RetryPolicy
@@ -120,6 +121,11 @@ class Application:
     @engine.setter
     def engine(self, engine: sa.Engine) -> None:
         self._engine = engine
+
+    @property
+    def worklist(self) -> WorklistService:
+        """The arrears worklist, on this application's units of work (read only: nothing to wire ahead)."""
+        return WorklistService(self.uow)
 
     def uow(self, read_only: bool = False) -> UnitOfWork:
         if self.uow_factory is not None:
