@@ -33,15 +33,22 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
+from functools import lru_cache
 from uuid import UUID
 
 from accounts.domain.account import Account, AccountTenure, ConsolidatedCharge, RentGroupType
 from accounts.domain.charges import ChargeRefused, is_charged, weekly_figure
 from accounts.domain.polarity import ZERO
-from accounts.domain.rent_week import rent_week_of
+from accounts.domain.rent_week import RentWeek, rent_week_of
 
 ONE_DECIMAL = Decimal("0.1")
 NO_WEEKS = Decimal("0.0")
+
+
+@lru_cache(maxsize=4096)
+def _rent_week(day: date) -> RentWeek:
+    """`rent_week_of`, remembered: a page works out the same few days' weeks for every account on it."""
+    return rent_week_of(day)
 
 
 class WorklistSort(StrEnum):
@@ -55,7 +62,7 @@ class WorklistSort(StrEnum):
 def weekly_charge(charges: Iterable[ConsolidatedCharge], day: date) -> Decimal:
     """The consolidated charges as one weekly figure in the rent year `day` falls in; refused charges count 0."""
     try:
-        financial_year = rent_week_of(day).financial_year
+        financial_year = _rent_week(day).financial_year
     except ValueError:  # a day outside the calendar of rent weeks (years 1 and 9999): nothing is charged
         return ZERO
     total = ZERO
@@ -86,7 +93,7 @@ def collectable_arrears(account: Account, amount_owed: Decimal, day: date) -> De
     if amount_owed <= ZERO:
         return ZERO
     try:
-        week = rent_week_of(day)
+        week = _rent_week(day)
     except ValueError:
         return amount_owed
     this_week = weekly_charge(account.consolidated_charges, day) if is_charged(account, week.starts) else ZERO

@@ -92,13 +92,15 @@ _REFERENCE = sa.select(_accounts.id, _accounts.payment_reference).where(
     _accounts.payment_reference == sa.bindparam("reference")
 )
 _INSERT_ACCOUNT = t.accounts.insert()
-# The worklist: its partial indexes' own predicate, as a literal, and the stored column of each sort.
-_IN_ARREARS = sa.text(f"accounts.{t.IN_ARREARS}")
+# The worklist: the stored column of each sort, and its partial indexes' own predicate (as a literal).
 _WORKLIST_SORTS = {
-    WorklistSort.AMOUNT_OWED: _accounts.amount_owed,
-    WorklistSort.WEEKS_IN_ARREARS: _accounts.weeks_in_arrears,
-    WorklistSort.DAYS_SINCE_LAST_PAYMENT: _accounts.arrears_since,
+    WorklistSort.AMOUNT_OWED: "owed",
+    WorklistSort.WEEKS_IN_ARREARS: "weeks",
+    WorklistSort.DAYS_SINCE_LAST_PAYMENT: "since",
 }
+_WORKLIST_COLUMNS = {sort: _accounts[t.WORKLIST_SORT_COLUMNS[name]] for sort, name in _WORKLIST_SORTS.items()}
+_IN_ARREARS = {sort: sa.text(t.IN_ARREARS[name]) for sort, name in _WORKLIST_SORTS.items()}
+_WORKLIST_READ = [column for column in t.accounts.c if column.name != "wire"]  # an account, less its wire JSON
 _CENT = Decimal("0.01")
 # The SET clause is every column in the parameters; the b_ names are the WHERE clause's.
 _UPDATE_ACCOUNT = t.accounts.update().where(
@@ -216,6 +218,40 @@ def _differences() -> sa.Select[Any]:
 
 
 _DIFFERENCES = _differences()
+
+
+def worklist_query(
+    rent_group: RentGroupType | None,
+    min_weeks: Decimal | None,
+    min_owed: Decimal | None,
+    sort: WorklistSort,
+    descending: bool,
+    after: WorklistCursor | None,
+    limit: int,
+) -> sa.Select[Any]:
+    """The worklist's page (`AccountRepository.worklist`): a range of one partial index, read in its order.
+
+    The sort's own in-arrears predicate as a literal (its indexes', `tables.IN_ARREARS`), equality on the rent group (the
+    leading column of the group indexes), the keyset `(value, id)` past the cursor, and ORDER BY
+    the index's own columns in one direction, so the first page reads `limit` index entries and
+    their rows, however many accounts there are.
+    """
+    column = _WORKLIST_COLUMNS[sort]
+    # Days since the last payment grow as the day they count from goes back.
+    going_down = descending != (sort is WorklistSort.DAYS_SINCE_LAST_PAYMENT)
+    query = sa.select(*_WORKLIST_READ).where(_IN_ARREARS[sort])
+    if rent_group is not None:
+        query = query.where(_accounts.rent_group_type == rent_group.value)
+    if min_weeks is not None:
+        query = query.where(_accounts.weeks_in_arrears >= min_weeks)
+    if min_owed is not None:
+        query = query.where(_accounts.amount_owed >= min_owed)
+    if after is not None:
+        place = sa.tuple_(column, _accounts.id)
+        cursor = sa.tuple_(sa.literal(after.value, column.type), sa.literal(after.account_id, _accounts.id.type))
+        query = query.where(place < cursor if going_down else place > cursor)
+    order = (column.desc(), _accounts.id.desc()) if going_down else (column.asc(), _accounts.id.asc())
+    return query.order_by(*order).limit(limit)
 
 
 def _pounds(cents: Any) -> Decimal:
@@ -393,24 +429,8 @@ class SqlAccountRepository:
         after: WorklistCursor | None,
         limit: int,
     ) -> list[tuple[Account, Decimal]]:
-        column = _WORKLIST_SORTS[sort]
-        # Days since the last payment grow as the day they count from goes back.
-        going_down = descending != (sort is WorklistSort.DAYS_SINCE_LAST_PAYMENT)
-        query = sa.select(t.accounts).where(_IN_ARREARS)
-        if rent_group is not None:
-            query = query.where(_accounts.rent_group_type == rent_group.value)
-        if min_weeks is not None:
-            query = query.where(_accounts.weeks_in_arrears >= min_weeks)
-        if min_owed is not None:
-            query = query.where(_accounts.amount_owed >= min_owed)
-        if after is not None:
-            place, cursor = (
-                sa.tuple_(column, _accounts.id),
-                sa.tuple_(sa.literal(after.value, column.type), sa.literal(after.account_id, _accounts.id.type)),
-            )
-            query = query.where(place < cursor if going_down else place > cursor)
-        order = (column.desc(), _accounts.id.desc()) if going_down else (column.asc(), _accounts.id.asc())
-        rows = self.memory.execute(query.order_by(*order).limit(limit))
+        query = worklist_query(rent_group, min_weeks, min_owed, sort, descending, after, limit)
+        rows = self.memory.execute(query)
         return [(account_from_row(row), Decimal(row.amount_owed).quantize(_CENT)) for row in rows]
 
     def interim_sources(self) -> Iterator[InterimSource]:

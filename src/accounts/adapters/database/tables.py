@@ -30,18 +30,21 @@ target_types = sa.Table(
 )
 
 WeeksInArrears = sa.Numeric(16, 1, asdecimal=True)
-# Only accounts in arrears are on the worklist: its indexes hold those alone. A literal, so both
-# databases' planners match a query's own `amount_owed > 0` to it (a bound 0 would not).
-IN_ARREARS = "amount_owed > 0"
-# What the worklist sorts by: each its own index, ties by id, and each again under a rent group.
+# Only accounts in arrears are on the worklist: its indexes hold those alone, each sort's its own.
+# Literals, so both databases' planners match a query's own predicate to its index (a bound 0 would
+# not). The sorts other than amount owed say it `+amount_owed > 0`: the same accounts, but a term no
+# planner can read as a range of amount owed, so under a rent group they never take the rent group's
+# amount-owed index (an equality and a range, then a sort of the whole group: SQLite did, without
+# statistics) over their own, which is read in order and stops at the page's end.
 WORKLIST_SORT_COLUMNS = {"owed": "amount_owed", "weeks": "weeks_in_arrears", "since": "arrears_since"}
+IN_ARREARS = {"owed": "amount_owed > 0", "weeks": "+amount_owed > 0", "since": "+amount_owed > 0"}
 
 
 def _worklist_indexes() -> list[sa.Index]:
-    """The worklist's partial indexes: its first page is a range scan of one, at any number of accounts."""
-    where = sa.text(IN_ARREARS)
+    """The worklist's partial indexes: by each sort, ties by id, and each again under a rent group."""
     indexes = []
     for name, column in WORKLIST_SORT_COLUMNS.items():
+        where = sa.text(IN_ARREARS[name])
         for prefix, columns in (("", (column, "id")), ("group_", ("rent_group_type", column, "id"))):
             indexes.append(
                 sa.Index(f"ix_accounts_worklist_{prefix}{name}", *columns, sqlite_where=where, postgresql_where=where)
