@@ -22,8 +22,9 @@ from types import TracebackType
 from typing import Any
 from uuid import UUID
 
-from accounts.adapters.database.rows import account_json, outbox_values
-from accounts.domain.account import Account, AccountType, oldest_first, wire_view
+from accounts.adapters.database.rows import account_json, outbox_values, worklist_values
+from accounts.domain.account import Account, AccountType, RentGroupType, oldest_first, wire_view
+from accounts.domain.arrears import WorklistSort
 from accounts.domain.charges import ChargeRun
 from accounts.domain.events import EventEnvelope
 from accounts.domain.interim import InterimRow
@@ -63,6 +64,7 @@ from accounts.service.unit_of_work import (
     TargetTypeRepository,
     TenureCopies,
     Transactions,
+    WorklistCursor,
 )
 
 SERIAL_WAIT_SECONDS = 10.0
@@ -372,6 +374,39 @@ class FakeAccounts:
         present.sort(key=value, reverse=descending)
         ordered = absent + present if descending else present + absent
         return [account for account, _ in ordered[:limit]]
+
+    def worklist(
+        self,
+        rent_group: RentGroupType | None,
+        min_weeks: Decimal | None,
+        min_owed: Decimal | None,
+        sort: WorklistSort,
+        descending: bool,
+        after: WorklistCursor | None,
+        limit: int,
+    ) -> list[tuple[Account, Decimal]]:
+        """As the SQL: the stored figures (`rows.worklist_values`), sorted with ties by id the same way."""
+        going_down = descending != (sort is WorklistSort.DAYS_SINCE_LAST_PAYMENT)
+        column = {
+            WorklistSort.AMOUNT_OWED: "amount_owed",
+            WorklistSort.WEEKS_IN_ARREARS: "weeks_in_arrears",
+            WorklistSort.DAYS_SINCE_LAST_PAYMENT: "arrears_since",
+        }[sort]
+        found = []
+        for account, owed in self.uow.view.accounts.values():
+            stored = {**worklist_values(account, owed), "amount_owed": owed}
+            if owed <= 0 or (rent_group is not None and account.rent_group_type is not rent_group):
+                continue
+            if (min_weeks is not None and stored["weeks_in_arrears"] < min_weeks) or (
+                min_owed is not None and owed < min_owed
+            ):
+                continue
+            place = (stored[column], account.id)
+            if after is not None and not (place < tuple(after) if going_down else place > tuple(after)):
+                continue
+            found.append((place, account, owed))
+        found.sort(key=lambda entry: entry[0], reverse=going_down)
+        return [(account, owed) for _, account, owed in found[:limit]]
 
     def interim_sources(self) -> Iterator[InterimSource]:
         view = self.uow.view

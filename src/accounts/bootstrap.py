@@ -19,6 +19,7 @@ from accounts.adapters.metrics import Metrics
 from accounts.adapters.sinks.delivery_lock import DeliveryLocks
 from accounts.domain.tenure import RentGroupMap
 from accounts.service.accounts import AccountService
+from accounts.service.arrears import WorklistService
 from accounts.service.charge_runs import ChargeRunService
 from accounts.service.interim_sync import InterimSync
 from accounts.service.ledger import LedgerService
@@ -131,6 +132,11 @@ class Application:
     @engine.setter
     def engine(self, engine: sa.Engine) -> None:
         self._engine = engine
+
+    @property
+    def worklist(self) -> WorklistService:
+        """The arrears worklist, on this application's units of work (read only: nothing to wire ahead)."""
+        return WorklistService(self.uow)
 
     def uow(self, read_only: bool = False) -> UnitOfWork:
         if self.uow_factory is not None:

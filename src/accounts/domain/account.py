@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -149,6 +149,10 @@ class Account:
     consolidated_charges: tuple[ConsolidatedCharge, ...] = ()
     tenure: AccountTenure | None = None
     version: int = 1
+    # The latest payment posted to the account (by transaction date): what the arrears worklist shows.
+    # State the account knows, not part of its wire form (`to_wire`): existing clients read no more.
+    last_payment_date: date | None = None
+    last_payment_amount: Decimal | None = None
     # What this version and those before it raised in the unit of work that made them, oldest first.
     raised: tuple[AccountChanged, ...] = field(default=(), compare=False, repr=False)
 
@@ -178,6 +182,8 @@ class Account:
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, utc(value, wire_name))
+        if self.last_payment_amount is not None:
+            object.__setattr__(self, "last_payment_amount", money(self.last_payment_amount, "lastPaymentAmount"))
         if self.start_date and self.end_date and self.end_date < self.start_date:
             raise ValidationProblem("endDate", "must not be before startDate", self.end_date)
         if self.account_type is AccountType.MASTER and self.parent_account_id is not None:
@@ -219,10 +225,26 @@ class Account:
 
         `posted`: the ledger transaction that moved the balance to the one in `changes`.
         """
+        if posted is not None and "last_payment_date" not in changes:
+            changes = {**changes, **self._last_payment_after(posted)}
         new = self.changed(change.actor, change.at, **changes)
         if new is not self:
             object.__setattr__(new, "raised", (*self.raised, AccountChanged(self, change, posted)))
         return new
+
+    def _last_payment_after(self, posted: Transaction) -> dict[str, Any]:
+        """The last payment once `posted` is posted: a Payment dated on or after the last one replaces it.
+
+        A back-dated Payment (before the last one) leaves it as it is; of two on the same day the one
+        posted later is the last. A Reversal of a Payment does not bring the one before back: the
+        account does not hold its ledger (documented in docs/ledger.md).
+        """
+        # Compared by value: the ledger's TransactionType is a StrEnum, and importing it here would be a cycle.
+        if posted.transaction_type != "Payment":
+            return {}
+        if self.last_payment_date is not None and posted.transaction_date < self.last_payment_date:
+            return {}
+        return {"last_payment_date": posted.transaction_date, "last_payment_amount": posted.amount}
 
     def versions_raised(self) -> list[tuple[AccountChanged, Account]]:
         """Each event this account raised with the version that raised it, oldest first."""

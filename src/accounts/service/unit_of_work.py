@@ -30,7 +30,8 @@ from types import TracebackType
 from typing import Any, NamedTuple, Protocol
 from uuid import UUID
 
-from accounts.domain.account import Account, AccountType
+from accounts.domain.account import Account, AccountType, RentGroupType
+from accounts.domain.arrears import WorklistSort
 from accounts.domain.charges import ChargeRun
 from accounts.domain.events import EventEnvelope
 from accounts.domain.interim import InterimRow, interim_row_from
@@ -122,6 +123,31 @@ class AccountRepository(Protocol):
     def after(self, account_id: UUID | None, limit: int) -> list[Account]:
         """At most `limit` accounts in id order, after `account_id` (from the first when None), held for
         update until the transaction ends (a charge run's batch)."""
+
+    def worklist(
+        self,
+        rent_group: RentGroupType | None,
+        min_weeks: Decimal | None,
+        min_owed: Decimal | None,
+        sort: WorklistSort,
+        descending: bool,
+        after: WorklistCursor | None,
+        limit: int,
+    ) -> list[tuple[Account, Decimal]]:
+        """Accounts in arrears (with the amount owed), at most `limit`, in worklist order after `after`.
+
+        Filtered by rent group, stored weeks in arrears (at least `min_weeks`) and amount owed (at
+        least `min_owed`); sorted by the stored value of `sort` (`domain.arrears.WorklistSort`),
+        `descending` as the caseworker reads it (most days since the last payment first is the
+        earliest `arrears_since` first), ties by account id in the same direction as the stored value.
+        """
+
+
+class WorklistCursor(NamedTuple):
+    """A place in the worklist: the stored value sorted by (amount owed, weeks, or the date days count from) and the id."""
+
+    value: Decimal | date
+    account_id: UUID
 
 
 class TargetTypeRepository(Protocol):

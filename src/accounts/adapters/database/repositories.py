@@ -48,7 +48,8 @@ from accounts.adapters.database.rows import (
     transaction_from_row,
     transaction_values,
 )
-from accounts.domain.account import Account, AccountType, oldest_first
+from accounts.domain.account import Account, AccountType, RentGroupType, oldest_first
+from accounts.domain.arrears import WorklistSort
 from accounts.domain.events import EventEnvelope
 from accounts.domain.interim import InterimRow
 from accounts.domain.ledger import Direction, Transaction
@@ -63,6 +64,7 @@ from accounts.service.unit_of_work import (
     OutboxMessage,
     ParkedEvent,
     StatementCursor,
+    WorklistCursor,
 )
 
 __all__ = ["PRN_COUNTER", "account_values"]  # the benchmarks' seeding writes accounts as the repositories do
@@ -125,9 +127,29 @@ _VERSIONS_BY_REFERENCES_FOR_UPDATE = (
 _ACCOUNTS_IN = sa.select(t.accounts).where(_accounts.id.in_(sa.bindparam("ids", expanding=True)))
 _INSERT_ACCOUNT = t.accounts.insert()
 # An update sets the columns whose account field changed, and always these (derived from them, or stamps).
-_ALWAYS_SET = ("amount_owed", "last_updated_by", "last_updated_at", "version", "wire")
+_ALWAYS_SET = (
+    "amount_owed",
+    "last_updated_by",
+    "last_updated_at",
+    "version",
+    "wire",
+    # The worklist's figures, worked out from the account and its amount owed (`rows.worklist_values`).
+    "weekly_charge",
+    "weeks_in_arrears",
+    "arrears_since",
+)
 # The others are the account's fields of the same name.
 _COMPARED_COLUMNS = tuple(column.key for column in t.accounts.c if column.key not in ("id", *_ALWAYS_SET))
+# The worklist: the stored column of each sort, and its partial indexes' own predicate (as a literal).
+_WORKLIST_SORTS = {
+    WorklistSort.AMOUNT_OWED: "owed",
+    WorklistSort.WEEKS_IN_ARREARS: "weeks",
+    WorklistSort.DAYS_SINCE_LAST_PAYMENT: "since",
+}
+_WORKLIST_COLUMNS = {sort: _accounts[t.WORKLIST_SORT_COLUMNS[name]] for sort, name in _WORKLIST_SORTS.items()}
+_IN_ARREARS = {sort: sa.text(t.IN_ARREARS[name]) for sort, name in _WORKLIST_SORTS.items()}
+_WORKLIST_READ = [column for column in t.accounts.c if column.name != "wire"]  # an account, less its wire JSON
+_CENT = Decimal("0.01")
 # The SET clause is every column in the parameters; the b_ names are the WHERE clause's.
 _UPDATE_ACCOUNT = t.accounts.update().where(
     _accounts.id == sa.bindparam("b_id"), _accounts.version == sa.bindparam("b_expected_version")
@@ -247,6 +269,40 @@ def _differences() -> sa.Select[Any]:
 
 
 _DIFFERENCES = _differences()
+
+
+def worklist_query(
+    rent_group: RentGroupType | None,
+    min_weeks: Decimal | None,
+    min_owed: Decimal | None,
+    sort: WorklistSort,
+    descending: bool,
+    after: WorklistCursor | None,
+    limit: int,
+) -> sa.Select[Any]:
+    """The worklist's page (`AccountRepository.worklist`): a range of one partial index, read in its order.
+
+    The sort's own in-arrears predicate as a literal (its indexes', `tables.IN_ARREARS`), equality on the rent group (the
+    leading column of the group indexes), the keyset `(value, id)` past the cursor, and ORDER BY
+    the index's own columns in one direction, so the first page reads `limit` index entries and
+    their rows, however many accounts there are.
+    """
+    column = _WORKLIST_COLUMNS[sort]
+    # Days since the last payment grow as the day they count from goes back.
+    going_down = descending != (sort is WorklistSort.DAYS_SINCE_LAST_PAYMENT)
+    query = sa.select(*_WORKLIST_READ).where(_IN_ARREARS[sort])
+    if rent_group is not None:
+        query = query.where(_accounts.rent_group_type == rent_group.value)
+    if min_weeks is not None:
+        query = query.where(_accounts.weeks_in_arrears >= min_weeks)
+    if min_owed is not None:
+        query = query.where(_accounts.amount_owed >= min_owed)
+    if after is not None:
+        place = sa.tuple_(column, _accounts.id)
+        cursor = sa.tuple_(sa.literal(after.value, column.type), sa.literal(after.account_id, _accounts.id.type))
+        query = query.where(place < cursor if going_down else place > cursor)
+    order = (column.desc(), _accounts.id.desc()) if going_down else (column.asc(), _accounts.id.asc())
+    return query.order_by(*order).limit(limit)
 
 
 def _pounds(cents: Any) -> Decimal:
@@ -483,6 +539,20 @@ class SqlAccountRepository:
             order = order.nulls_first() if descending else order.nulls_last()
         query = query.order_by(order, t.accounts.c.id).limit(limit)
         return [account_from_row(row) for row in self.memory.execute(query)]
+
+    def worklist(
+        self,
+        rent_group: RentGroupType | None,
+        min_weeks: Decimal | None,
+        min_owed: Decimal | None,
+        sort: WorklistSort,
+        descending: bool,
+        after: WorklistCursor | None,
+        limit: int,
+    ) -> list[tuple[Account, Decimal]]:
+        query = worklist_query(rent_group, min_weeks, min_owed, sort, descending, after, limit)
+        rows = self.memory.execute(query)
+        return [(account_from_row(row), Decimal(row.amount_owed).quantize(_CENT)) for row in rows]
 
     def interim_sources(self) -> Iterator[InterimSource]:
         a, copies = t.accounts, t.tenure_copies

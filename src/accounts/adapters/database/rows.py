@@ -26,6 +26,7 @@ from accounts.domain.account import (
     TenureTypeRef,
     wire_view,
 )
+from accounts.domain.arrears import stored_figures
 from accounts.domain.events import EventEnvelope, parse_envelope
 from accounts.domain.interim import ROW_FIELDS, InterimRow
 from accounts.domain.ledger import Direction, Transaction, TransactionType
@@ -79,7 +80,30 @@ def account_from_row(row: sa.Row[Any]) -> Account:
         ),
         tenure=_tenure_from_json(row.tenure),
         version=row.version,
+        # Absent from rows read by migrations older than 0007 (they name the columns they read).
+        last_payment_date=getattr(row, "last_payment_date", None),
+        last_payment_amount=_money_or_none(getattr(row, "last_payment_amount", None)),
     )
+
+
+def _money_or_none(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(value).quantize(Decimal("0.01"))
+
+
+# The columns migration 0007 added (the arrears worklist's): rows written for an older schema leave them out.
+WORKLIST_COLUMNS = ("weekly_charge", "weeks_in_arrears", "last_payment_date", "last_payment_amount", "arrears_since")
+
+
+def worklist_values(account: Account, amount_owed: Decimal) -> dict[str, Any]:
+    """The arrears worklist's stored figures (`domain.arrears.stored_figures`): what it filters and sorts by."""
+    figures = stored_figures(account, amount_owed)
+    return {
+        "weekly_charge": figures.weekly_charge,
+        "weeks_in_arrears": figures.weeks_in_arrears,
+        "last_payment_date": account.last_payment_date,
+        "last_payment_amount": account.last_payment_amount,
+        "arrears_since": figures.arrears_since,
+    }
 
 
 def account_values(account: Account, amount_owed: Decimal) -> dict[str, Any]:
@@ -110,6 +134,7 @@ def account_values(account: Account, amount_owed: Decimal) -> dict[str, Any]:
         "tenure": wire_view(account)["tenure"],
         "version": account.version,
         "wire": account_json(account).decode(),
+        **worklist_values(account, amount_owed),
     }
 
 

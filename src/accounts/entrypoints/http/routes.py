@@ -32,6 +32,7 @@ from accounts.entrypoints.http.schemas import (
     Health,
     TargetTypeList,
 )
+from accounts.entrypoints.http.worklist import add_worklist_routes
 from accounts.service.accounts import ARREARS_SORT_NAMES
 from accounts.service.log_context import about
 from accounts.service.ports import TENURE_TOPIC
@@ -326,6 +327,7 @@ def build_router() -> APIRouter:
     add_ledger_routes(router, services, writer, correlation, read_json, invalid, _in_thread, json_response)
     add_payment_file_routes(router, services, writer, correlation, read_json, invalid, _in_thread, json_response)
     add_charge_run_routes(router, services, writer, read_json, invalid, _in_thread, json_response)
+    add_worklist_routes(router, services, json_response)
 
     @router.get("/target-types", response_model=TargetTypeList, responses=problem_responses(401, 403, 503))
     def target_types(request: Request) -> Response:

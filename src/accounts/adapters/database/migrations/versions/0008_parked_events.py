@@ -5,7 +5,7 @@ five times and then dead-lettered, about fifteen seconds, however late its creat
 events are now kept here, durably, and applied in the same transaction as the create.
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-02
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
