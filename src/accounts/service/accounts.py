@@ -326,6 +326,28 @@ def change_account(
     return new
 
 
+def post_to_account(
+    uow: UnitOfWork, account: Account, request: ledger.PostingRequest, change: Change
+) -> tuple[ledger.Transaction, Account]:
+    """The one posting path (the API, a charge run, a payment file, an approved suspense item alike): the
+    account's rule (an Ended account takes no Charge), the ledger's, then the account's change with it."""
+    account.refuse_posting(request.transaction_type)
+    transaction = ledger.post(
+        request,
+        account_id=account.id,
+        polarity=target_type_of(uow, account.target_type).polarity,
+        balance_before=account.account_balance,
+        created_by=change.actor.label,
+        posted_at=change.at,
+    )
+    return transaction, record_posting(uow, account, transaction, change)
+
+
+def record_posting(uow: UnitOfWork, account: Account, transaction: ledger.Transaction, change: Change) -> Account:
+    """The account after a transaction made for it (a posting, a reversal): its balance moves with it."""
+    return change_account(uow, account, {"account_balance": transaction.balance_after}, change, transaction)
+
+
 def _adjustment(account: Account, balance: Any, target_type: TargetType, change: Change) -> ledger.Transaction | None:
     """The Adjustment that takes the account from its balance to `balance`; None when they are the same."""
     if not isinstance(balance, Decimal) or not balance.is_finite():

@@ -17,7 +17,6 @@ from datetime import date
 from typing import Protocol
 from uuid import UUID, uuid4
 
-from accounts.domain import ledger
 from accounts.domain.account import Account, Actor, Change
 from accounts.domain.charges import (
     BatchDone,
@@ -31,7 +30,7 @@ from accounts.domain.charges import (
 from accounts.domain.errors import DomainError
 from accounts.domain.ledger import PostingRequest, TransactionType
 from accounts.domain.rent_week import RentWeek, rent_week_starting
-from accounts.service.accounts import AccountConflict, Clock, change_account, target_type_of, utc_now
+from accounts.service.accounts import AccountConflict, Clock, post_to_account, utc_now
 from accounts.service.unit_of_work import ConcurrencyConflict, UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -180,13 +179,5 @@ def post_charge(uow: UnitOfWork, account: Account, charge: WeeklyCharge, week: R
         transaction_date=week.starts,
         description=charge_description(charge.charge_type, week),
     )
-    account.refuse_posting(request.transaction_type)
-    transaction = ledger.post(
-        request,
-        account_id=account.id,
-        polarity=target_type_of(uow, account.target_type).polarity,
-        balance_before=account.account_balance,
-        created_by=change.actor.label,
-        posted_at=change.at,
-    )
-    return change_account(uow, account, {"account_balance": transaction.balance_after}, change, transaction)
+    _, new = post_to_account(uow, account, request, change)
+    return new

@@ -23,8 +23,9 @@ from accounts.service.accounts import (
     AccountNotFound,
     Clock,
     PreconditionFailed,
-    change_account,
     etag_matches,
+    post_to_account,
+    record_posting,
     target_type_of,
     utc_now,
 )
@@ -91,17 +92,7 @@ class LedgerService:
                 if not ledger.same_request(existing, request, account_id=account_id):
                     raise _id_taken(existing)
                 return Posted(existing, account, False)
-            account.refuse_posting(request.transaction_type)
-            change = self._change(actor, correlation_id)
-            transaction = ledger.post(
-                request,
-                account_id=account.id,
-                polarity=target_type_of(uow, account.target_type).polarity,
-                balance_before=account.account_balance,
-                created_by=actor.label,
-                posted_at=change.at,
-            )
-            new = change_account(uow, account, {"account_balance": transaction.balance_after}, change, transaction)
+            transaction, new = post_to_account(uow, account, request, self._change(actor, correlation_id))
             return Posted(transaction, new, True)
 
         return self._in_transaction(run)
@@ -145,7 +136,7 @@ class LedgerService:
                 posted_at=change.at,
                 transaction_date=change.at.date(),
             )
-            new = change_account(uow, account, {"account_balance": reversal.balance_after}, change, reversal)
+            new = record_posting(uow, account, reversal, change)
             return Posted(reversal, new, True)
 
         return self._in_transaction(run)

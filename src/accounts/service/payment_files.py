@@ -25,7 +25,6 @@ from decimal import Decimal
 from typing import TypeVar
 from uuid import UUID
 
-from accounts.domain import ledger
 from accounts.domain.account import Actor, Change
 from accounts.domain.errors import DomainError, ValidationProblem
 from accounts.domain.ledger import PostingRequest, Transaction, TransactionType
@@ -40,7 +39,7 @@ from accounts.domain.payment_file import (
 )
 from accounts.domain.polarity import ZERO
 from accounts.domain.suspense import SuspenseConflict, SuspenseItem
-from accounts.service.accounts import Clock, change_account, target_type_of, utc_now
+from accounts.service.accounts import Clock, post_to_account, utc_now
 from accounts.service.unit_of_work import ConcurrencyConflict, SuspenseCursor, UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -185,18 +184,10 @@ class PaymentFileService:
                 reference=payment.reference,
             )
             try:
-                transaction = ledger.post(
-                    request,
-                    account_id=account.id,
-                    polarity=target_type_of(uow, account.target_type).polarity,
-                    balance_before=account.account_balance,
-                    created_by=change.actor.label,
-                    posted_at=change.at,
-                )
-            except DomainError as error:  # before anything is kept: the line alone is refused
+                post_to_account(uow, account, request, change)
+            except DomainError as error:  # refused before anything is kept: the line alone is rejected
                 outcomes.append(("rejected", payment, RejectedLine(payment.line, f"cannot be posted: {error}")))
                 continue
-            change_account(uow, account, {"account_balance": transaction.balance_after}, change, transaction)
             outcomes.append(("posted", payment, None))
         return outcomes
 
@@ -292,15 +283,7 @@ class SuspenseService:
                 description=item.posting_description(actor.label),
                 reference=item.reference,
             )
-            transaction = ledger.post(
-                request,
-                account_id=account.id,
-                polarity=target_type_of(uow, account.target_type).polarity,
-                balance_before=account.account_balance,
-                created_by=actor.label,
-                posted_at=change.at,
-            )
-            change_account(uow, account, {"account_balance": transaction.balance_after}, change, transaction)
+            transaction, _ = post_to_account(uow, account, request, change)
             resolved = item.approved(actor.label, change.at, transaction_id)
             uow.suspense.update(resolved, item.version)
             return Resolved(resolved, transaction)
