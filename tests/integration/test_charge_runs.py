@@ -234,7 +234,7 @@ def test_the_command_shows_a_progress_bar_and_a_summary(
 
     assert cli.main(["charges", "run", "--week-starting", "2026-04-06", "--user", "Rent Officer"]) == 0
     out, err = capsys.readouterr()
-    assert "\r[" in err and "100% 3/3 accounts, 3 charges posted" in err
+    assert "[####" in err and "100% 3/3 accounts, 3 charges posted" in err  # a line a step: stderr is no terminal here
     assert "2026/27 week 1 (week starting 2026-04-06): Finished" in out
     assert "3 posted, 300.00 in total" in out
 
