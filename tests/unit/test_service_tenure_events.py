@@ -89,7 +89,8 @@ def test_an_update_before_its_create_is_parked_and_applied_with_it(fakes: OnFake
     assert fakes.app.accounts.by_target(UUID(tale.tenure_id), None) == []
     with fakes.app.uow(read_only=True) as uow:
         assert not uow.processed_events.seen(UUID(update["id"]))
-        assert uow.tenures.get(UUID(tale.tenure_id)) is None
+        kept = uow.tenures.get(UUID(tale.tenure_id))
+        assert kept is not None and not kept.complete  # kept, incomplete, until its create comes
         assert [parked.event.id for parked in uow.parked.list(10)] == [UUID(update["id"])]
 
     handle(fakes, create)  # applies the parked update in the same transaction
@@ -139,7 +140,8 @@ def test_a_batch_undoes_an_event_that_fails_alone_and_commits_the_rest(fakes: On
     assert len(masters(fakes, first.tenure_id)) == len(masters(fakes, second.tenure_id)) == 1
     assert masters(fakes, orphan.tenure_id) == []
     with fakes.app.uow(read_only=True) as uow:
-        assert uow.tenures.get(UUID(orphan.tenure_id)) is None  # nothing of it kept but the parked event
+        kept = uow.tenures.get(UUID(orphan.tenure_id))
+        assert kept is not None and not kept.complete  # kept, incomplete, with the parked event
         assert not uow.processed_events.seen(UUID(orphan.events[1]["id"]))
         assert [parked.event.id for parked in uow.parked.list(10)] == [UUID(orphan.events[1]["id"])]
         assert not uow.processed_events.seen(UUID(malformed["id"]))

@@ -216,7 +216,11 @@ class TenureEventHandler:
             if not may_park or event.event_type == TENURE_CREATED:  # a create that does not make it whole is wrong
                 raise RetryLater(reason)
             # Kept, however long its create takes, and applied with it: never dead-lettered for waiting.
-            uow.parked.park(event, reason, self.clock())
+            # The copy is kept too, incomplete: its row is what two workers, one parking an update and one
+            # applying the create, meet on (a lock, or a key inserted twice), so neither misses the other.
+            at = self.clock()
+            uow.tenures.save(record, at)
+            uow.parked.park(event, reason, at)
             return Outcome(False, f"parked: {reason}")
         at = self.clock()
         # Events that came before the tenure's create, applied now in the order they happened: the
