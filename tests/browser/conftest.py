@@ -14,8 +14,10 @@ from tests.e2e.test_api_server import server  # noqa: F401  (the fixture: a real
 CHROMIUM = os.environ.get("ACCOUNTS_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """One Chromium for a module's tests. Not for the session: Playwright's synchronous API keeps an event
+    loop running in the main thread while it is open, and later tests call `asyncio.run` there."""
     sync_api = pytest.importorskip("playwright.sync_api")
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"no Chromium at {CHROMIUM}: apt-get install chromium (or set ACCOUNTS_TEST_CHROMIUM)")

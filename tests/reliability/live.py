@@ -18,6 +18,9 @@ from tests.conftest import free_port
 def live_api(application: Application, **options: object) -> Iterator[str]:
     """Serve the application on 127.0.0.1:<free port>; yields the base URL (…/api/v1)."""
     port = free_port()
+    # Keep-alive longer than a queued client ever waits: uvicorn's 5 s default closed an idle connection as
+    # a client (fifty queued on one account's lock, on a loaded machine) sent its next request on it.
+    options.setdefault("timeout_keep_alive", 120)
     config = uvicorn.Config(
         create_app(application), host="127.0.0.1", port=port, log_level="warning", lifespan="on", **options
     )
