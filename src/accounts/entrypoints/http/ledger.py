@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import csv
 import io
 from collections.abc import Callable, Iterator
@@ -17,6 +15,7 @@ from starlette.responses import Response, StreamingResponse
 
 from accounts.domain.account import Actor, etag
 from accounts.domain.ledger import to_wire
+from accounts.entrypoints.http.cursors import bad_cursor, opaque, parts_of
 from accounts.entrypoints.http.problems import ApiProblem, problem_responses
 from accounts.entrypoints.http.reads import AccountId, authorise_read, parse_uuid
 from accounts.entrypoints.http.schemas import ReversalIn, StatementOut, TransactionIn, TransactionOut
@@ -45,19 +44,16 @@ TransactionId = Annotated[str, Query(description="The transaction id", json_sche
 
 
 def encode_cursor(cursor: StatementCursor) -> str:
-    raw = f"{cursor.transaction_date.isoformat()}/{cursor.position}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return opaque([cursor.transaction_date.isoformat(), str(cursor.position)])
 
 
 def decode_cursor(text: str) -> StatementCursor:
-    """The opaque cursor a page gave; anything else is a 400 naming `cursor`."""
+    """The place a statement page's nextCursor names; anything else is a 400 naming `cursor`."""
+    day, position = parts_of(text, 2)
     try:
-        day, position = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode().split("/")
         return StatementCursor(date.fromisoformat(day), int(position))
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise ApiProblem(
-            400, "cursor is not one this API gave", [{"name": "cursor", "reason": "must be a nextCursor from a page"}]
-        ) from None
+    except ValueError:
+        raise bad_cursor() from None
 
 
 def line_wire(line: StatementLine) -> dict[str, Any]:

@@ -9,8 +9,6 @@ reads it a line at a time.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import io
 import tempfile
 from collections.abc import Callable
@@ -27,6 +25,7 @@ from accounts.domain.ledger import to_wire
 from accounts.domain.payment_file import HEADER, PaymentFileRefused
 from accounts.domain.suspense import SameApprover, SuspenseConflict, SuspenseItem
 from accounts.domain.values import iso as _iso
+from accounts.entrypoints.http.cursors import bad_cursor, opaque, parts_of
 from accounts.entrypoints.http.problems import ApiProblem, problem_responses
 from accounts.entrypoints.http.reads import authorise_read, parse_uuid
 from accounts.service.payment_files import ImportReport, SuspenseItemNotFound
@@ -132,18 +131,16 @@ def report_wire(report: ImportReport) -> dict[str, Any]:
 
 
 def encode_cursor(cursor: SuspenseCursor) -> str:
-    raw = f"{cursor.payment_date.isoformat()}/{cursor.reference}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return opaque([cursor.payment_date.isoformat(), cursor.reference])
 
 
 def decode_cursor(text: str) -> SuspenseCursor:
+    """The place a suspense page's nextCursor names; anything else is a 400 naming `cursor`."""
+    day, reference = parts_of(text, 2)
     try:
-        day, reference = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode().split("/", 1)
         return SuspenseCursor(date.fromisoformat(day), reference)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise ApiProblem(
-            400, "cursor is not one this API gave", [{"name": "cursor", "reason": "must be a nextCursor from a page"}]
-        ) from None
+    except ValueError:
+        raise bad_cursor() from None
 
 
 async def spool_body(request: Request, limit: int) -> tempfile.SpooledTemporaryFile[bytes]:

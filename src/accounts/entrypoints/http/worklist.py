@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Callable
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -17,6 +15,7 @@ from starlette.responses import Response
 
 from accounts.domain.account import RentGroupType, tenure_to_wire
 from accounts.domain.arrears import WorklistEntry, WorklistSort
+from accounts.entrypoints.http.cursors import bad_cursor, opaque, parts_of
 from accounts.entrypoints.http.problems import ApiProblem, problem_responses
 from accounts.entrypoints.http.reads import authorise_read
 from accounts.entrypoints.http.schemas import MoneyOut, TenureOut
@@ -70,23 +69,21 @@ class WorklistOut(BaseModel):
 def encode_cursor(sort: WorklistSort, descending: bool, place: WorklistCursor) -> str:
     """The place, with the order it is a place in: a cursor only continues the listing it came from."""
     value = place.value.isoformat() if isinstance(place.value, date) else str(place.value)
-    raw = f"{sort.value}|{'desc' if descending else 'asc'}|{value}|{place.account_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return opaque([sort.value, "desc" if descending else "asc", value, str(place.account_id)])
 
 
 def decode_cursor(text: str, sort: WorklistSort, descending: bool) -> WorklistCursor:
     """The place a page's nextCursor names; a 400 naming `cursor` for anything else, or another order's."""
+    sorted_by, direction, value, account_id = parts_of(text, 4)
     try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
-        sorted_by, direction, value, account_id = raw.split("|")
         place = WorklistCursor(
             date.fromisoformat(value) if sorted_by == WorklistSort.DAYS_SINCE_LAST_PAYMENT else _finite(value),
             UUID(account_id),
         )
-    except (ValueError, binascii.Error, UnicodeDecodeError, InvalidOperation):
-        raise _bad_cursor("must be a nextCursor from a page") from None
+    except (ValueError, InvalidOperation):
+        raise bad_cursor() from None
     if (sorted_by, direction) != (sort.value, "desc" if descending else "asc"):
-        raise _bad_cursor(f"comes from a listing by {sorted_by} {direction}: ask with the same sortBy and direction")
+        raise bad_cursor(f"comes from a listing by {sorted_by} {direction}: ask with the same sortBy and direction")
     return place
 
 
@@ -95,10 +92,6 @@ def _finite(text: str) -> Decimal:
     if not value.is_finite() or abs(value) >= LIMIT * 1000:  # weeks reach a thousand times the largest amount
         raise ValueError(text)
     return value
-
-
-def _bad_cursor(rule: str) -> ApiProblem:
-    return ApiProblem(400, f"cursor {rule}", [{"name": "cursor", "reason": rule}])
 
 
 def _weeks(value: Decimal | None) -> Any:
