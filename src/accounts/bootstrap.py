@@ -171,7 +171,7 @@ class Application:
     def metrics(self) -> Metrics:
         """This process's metrics (one registry, however many servers expose it)."""
         if self._metrics is None:
-            self._metrics = Metrics(self)
+            self._metrics = Metrics(lambda: self.listeners, self.figures, self.broker)
         return self._metrics
 
     def figures(self) -> Figures:

@@ -13,17 +13,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from accounts.service.listener import FinanceListener
+from accounts.service.operations import Figures
 from accounts.service.ports import MessageBroker
-
-if TYPE_CHECKING:
-    from accounts.bootstrap import Application
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +34,17 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 class Metrics:
     content_type = CONTENT_TYPE
 
-    def __init__(self, application: Application) -> None:
-        self.application = application
+    def __init__(
+        self,
+        listeners: Callable[[], list[FinanceListener]],
+        figures: Callable[[], Figures],
+        make_broker: Callable[[], MessageBroker],
+    ) -> None:
+        """`listeners`: the process's listeners (their counts); `figures`: the backlogs from the database;
+        `make_broker`: a broker connection, for the queue's depth."""
+        self.listeners = listeners
+        self.figures = figures
+        self.make_broker = make_broker
         self.registry = CollectorRegistry(auto_describe=False)
         self.requests = Counter(
             "accounts_http_requests",
@@ -103,7 +111,7 @@ class Metrics:
         with self._broker_lock:
             try:
                 if self._broker is None:
-                    self._broker = self.application.broker()
+                    self._broker = self.make_broker()
                 depth = self._broker.waiting()
             except Exception as error:
                 log.info("the metrics could not read the queue: %s", error)
@@ -128,9 +136,8 @@ class _Figures(Collector):
         self.clock = clock
 
     def collect(self) -> Iterator[Metric]:
-        application = self.metrics.application
         events = CounterMetricFamily("accounts_events", "Tenure events, by what became of them", labels=["outcome"])
-        listeners = list(application.listeners)
+        listeners = list(self.metrics.listeners())
         for outcome, count in (
             ("received", sum(listener.received for listener in listeners)),
             ("applied", sum(listener.processed for listener in listeners)),
@@ -141,7 +148,7 @@ class _Figures(Collector):
         yield events
         now = self.clock()
         try:
-            figures = application.figures()
+            figures = self.metrics.figures()
         except Exception as error:  # the database is down: say so, and report what this process knows
             log.info("the metrics could not read the database: %s", error)
             yield GaugeMetricFamily("accounts_database_up", "Whether the database answered this scrape", value=0)
