@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from datetime import date, datetime
-from typing import Any
 from uuid import UUID
 
-import pydantic
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
-from accounts.domain.account import Actor
 from accounts.domain.charges import ChargeRun, run_to_wire
-from accounts.entrypoints.http.problems import ApiProblem, problem_responses
+from accounts.entrypoints.http.common import (
+    in_thread,
+    json_request_body,
+    json_response,
+    model_from_json,
+    services,
+    writer,
+)
+from accounts.entrypoints.http.problems import problem_responses
 from accounts.entrypoints.http.reads import authorise_read, parse_uuid
 from accounts.entrypoints.http.schemas import Day, MoneyOut, Wire
 from accounts.service.charge_runs import ChargeRunService
@@ -108,43 +112,18 @@ def background_runs(request: Request) -> BackgroundRuns:
     return runs
 
 
-def add_charge_run_routes(
-    router: APIRouter,
-    services: Callable[[Request], Any],
-    writer: Callable[[Request], Actor],
-    read_json: Callable[..., Any],
-    invalid: Callable[[pydantic.ValidationError], ApiProblem],
-    in_thread: Callable[..., Any],
-    json_response: Callable[..., Response],
-) -> None:
+def add_charge_run_routes(router: APIRouter) -> None:
     @router.post(
         "/charge-runs",
         status_code=202,
         response_model=ChargeRunOut,
         responses=problem_responses(400, 401, 403, 413, 415, 503),
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": ChargeRunIn.model_json_schema(ref_template="#/components/schemas/{model}")
-                    }
-                },
-            }
-        },
+        openapi_extra=json_request_body(ChargeRunIn),
         summary="Charge a rent week to every account active on its Monday; runs in the background",
     )
     async def start_charge_run(request: Request) -> Response:
         who = writer(request)
-        if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
-            raise ApiProblem(415, "send the charge run as application/json")
-        body = await read_json(request)
-        if not isinstance(body, dict):
-            raise ApiProblem(400, "the charge run must be a JSON object")
-        try:
-            asked = ChargeRunIn.model_validate(body)
-        except pydantic.ValidationError as error:
-            raise invalid(error) from None
+        asked = await model_from_json(request, ChargeRunIn, "charge run")
         service: ChargeRunService = services(request).charge_runs
         run = await in_thread(service.start, asked.weekStarting, who)
         background_runs(request).carry_on(service, run)

@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import date
 from typing import Annotated, Any
 from uuid import UUID
 
-import pydantic
 from fastapi import APIRouter, Header, Query, Request
 from starlette.responses import Response, StreamingResponse
 
-from accounts.domain.account import Actor, etag
+from accounts.domain.account import etag
 from accounts.domain.ledger import to_wire
+from accounts.entrypoints.http.common import (
+    correlation,
+    in_thread,
+    json_request_body,
+    json_response,
+    model_from_json,
+    services,
+    writer,
+)
 from accounts.entrypoints.http.cursors import bad_cursor, opaque, parts_of
 from accounts.entrypoints.http.problems import ApiProblem, problem_responses
 from accounts.entrypoints.http.reads import AccountId, authorise_read, parse_uuid
@@ -89,16 +97,7 @@ def wants_csv(request: Request) -> bool:
     return CSV_TYPE in accepted and "application/json" not in accepted[: accepted.index(CSV_TYPE)]
 
 
-def add_ledger_routes(
-    router: APIRouter,
-    services: Callable[[Request], Any],
-    writer: Callable[[Request], Actor],
-    correlation: Callable[[Request], UUID],
-    read_json: Callable[..., Any],
-    invalid: Callable[[pydantic.ValidationError], ApiProblem],
-    in_thread: Callable[..., Any],
-    json_response: Callable[..., Response],
-) -> None:
+def add_ledger_routes(router: APIRouter) -> None:
     def posted_response(account_id: UUID, posted: Posted) -> Response:
         transaction = posted.transaction
         headers = {
@@ -106,14 +105,6 @@ def add_ledger_routes(
             "Location": f"/api/v1/accounts/{account_id}/transactions/{transaction.id}",
         }
         return json_response(to_wire(transaction), 201 if posted.created else 200, headers)
-
-    async def json_body(request: Request, what: str) -> dict[str, Any]:
-        if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
-            raise ApiProblem(415, f"send the {what} as application/json")
-        body = await read_json(request)
-        if not isinstance(body, dict):
-            raise ApiProblem(400, f"the {what} must be a JSON object")
-        return body
 
     @router.post(
         "/accounts/{id}/transactions",
@@ -126,26 +117,13 @@ def add_ledger_routes(
             },
             **problem_responses(400, 401, 403, 404, 409, 412, 413, 415, 503),
         },
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": TransactionIn.model_json_schema(ref_template="#/components/schemas/{model}")
-                    }
-                },
-            }
-        },
+        openapi_extra=json_request_body(TransactionIn),
         summary="Post a transaction to the account's ledger; its id makes a retry harmless",
     )
     async def post_transaction(request: Request, id: AccountId, if_match: IF_MATCH = None) -> Response:
         who = writer(request)
         account_id = parse_uuid(id, "id")
-        body = await json_body(request, "transaction")
-        try:
-            posting = TransactionIn.model_validate(body).to_request()
-        except pydantic.ValidationError as error:
-            raise invalid(error) from None
+        posting = (await model_from_json(request, TransactionIn, "transaction")).to_request()
         ledger = services(request).ledger
         posted = await in_thread(ledger.post, account_id, posting, who, correlation(request), if_match)
         return posted_response(account_id, posted)
@@ -158,16 +136,7 @@ def add_ledger_routes(
             200: {"description": "Reversed before for the same reason: that Reversal", "model": TransactionOut},
             **problem_responses(400, 401, 403, 404, 409, 412, 413, 415, 503),
         },
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": ReversalIn.model_json_schema(ref_template="#/components/schemas/{model}")
-                    }
-                },
-            }
-        },
+        openapi_extra=json_request_body(ReversalIn),
         summary="Reverse one transaction (once); a Reversal cannot be reversed",
     )
     async def reverse_transaction(
@@ -175,11 +144,7 @@ def add_ledger_routes(
     ) -> Response:
         who = writer(request)
         account_id, transaction_id = parse_uuid(id, "id"), parse_uuid(transactionId, "transactionId")
-        body = await json_body(request, "reversal")
-        try:
-            asked = ReversalIn.model_validate(body)
-        except pydantic.ValidationError as error:
-            raise invalid(error) from None
+        asked = await model_from_json(request, ReversalIn, "reversal")
         ledger = services(request).ledger
         posted = await in_thread(
             ledger.reverse, account_id, transaction_id, asked.reason, who, correlation(request), asked.id, if_match

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import tempfile
-from collections.abc import Callable
 from datetime import date
 from typing import Annotated, Any
 from uuid import UUID
@@ -20,11 +19,20 @@ import pydantic
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from accounts.domain.account import Actor
 from accounts.domain.ledger import to_wire
 from accounts.domain.payment_file import HEADER, PaymentFileRefused
 from accounts.domain.suspense import SameApprover, SuspenseConflict, SuspenseItem
 from accounts.domain.values import iso as _iso
+from accounts.entrypoints.http.common import (
+    correlation,
+    in_thread,
+    json_request_body,
+    json_response,
+    media_type,
+    model_from_json,
+    services,
+    writer,
+)
 from accounts.entrypoints.http.cursors import bad_cursor, opaque, parts_of
 from accounts.entrypoints.http.problems import ApiProblem, problem_responses
 from accounts.entrypoints.http.reads import authorise_read, parse_uuid
@@ -177,16 +185,7 @@ def _problem(error: Exception) -> ApiProblem:
     raise error
 
 
-def add_payment_file_routes(
-    router: APIRouter,
-    services: Callable[[Request], Any],
-    writer: Callable[[Request], Actor],
-    correlation: Callable[[Request], UUID],
-    read_json: Callable[..., Any],
-    invalid: Callable[[pydantic.ValidationError], ApiProblem],
-    in_thread: Callable[..., Any],
-    json_response: Callable[..., Response],
-) -> None:
+def add_payment_file_routes(router: APIRouter) -> None:
     @router.post(
         "/payment-files",
         response_model=ImportOut,
@@ -205,7 +204,7 @@ def add_payment_file_routes(
     )
     async def import_payment_file(request: Request) -> Response:
         who = writer(request)
-        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        kind = media_type(request)
         if kind != CSV_TYPE:
             raise ApiProblem(415, f"send the payment file as {CSV_TYPE}; got {kind or 'no content type'}")
         application = services(request)
@@ -262,26 +261,13 @@ def add_payment_file_routes(
         "/suspense/{id}/proposal",
         response_model=SuspenseItemOut,
         responses=problem_responses(400, 401, 403, 404, 409, 413, 415, 503),
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": ProposalIn.model_json_schema()}},
-            }
-        },
+        openapi_extra=json_request_body(ProposalIn),
         summary="Propose the account a payment in suspense belongs to (a second person approves)",
     )
     async def propose(request: Request, id: str) -> Response:
         who = writer(request)
         item_id = parse_uuid(id, "id")
-        if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
-            raise ApiProblem(415, "send the proposal as application/json")
-        body = await read_json(request)
-        if not isinstance(body, dict):
-            raise ApiProblem(400, "the proposal must be a JSON object")
-        try:
-            asked = ProposalIn.model_validate(body)
-        except pydantic.ValidationError as error:
-            raise invalid(error) from None
+        asked = await model_from_json(request, ProposalIn, "proposal")
         try:
             item = await in_thread(services(request).suspense.propose, item_id, asked.accountId, who)
         except (SuspenseItemNotFound, SuspenseConflict) as error:

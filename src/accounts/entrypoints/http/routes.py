@@ -4,23 +4,33 @@ from __future__ import annotations
 
 import json
 import re
-from decimal import Decimal
 from typing import Annotated, Any
-from uuid import UUID
 
 import orjson
 import pydantic
 from fastapi import APIRouter, Depends, Header, Query, Request
 from starlette.responses import Response
 
-from accounts.domain.account import Account, AccountType, Actor, etag, to_wire
+from accounts.domain.account import Account, AccountType, etag, to_wire
 from accounts.domain.errors import ImmutableField, ValidationProblem
-from accounts.domain.events import MalformedEvent, parse_envelope, refuse_constant
+from accounts.domain.events import MalformedEvent, parse_envelope
 from accounts.entrypoints.http import reads
 from accounts.entrypoints.http.charge_runs import add_charge_run_routes
+from accounts.entrypoints.http.common import (
+    correlation,
+    in_thread,
+    invalid,
+    json_request_body,
+    json_response,
+    media_type,
+    model_from_json,
+    read_json,
+    services,
+    writer,
+)
 from accounts.entrypoints.http.ledger import add_ledger_routes
 from accounts.entrypoints.http.payment_files import add_payment_file_routes
-from accounts.entrypoints.http.problems import ApiProblem, problem_responses, reason
+from accounts.entrypoints.http.problems import ApiProblem, problem_responses
 from accounts.entrypoints.http.reads import AccountId, parse_uuid
 from accounts.entrypoints.http.schemas import (
     JSON_PATCH_SCHEMA,
@@ -49,10 +59,6 @@ def events_too_large(limit: int) -> str:
     )
 
 
-# An account is four levels deep (tenure.primaryTenants[0].fullName) and an event envelope
-# little more; anything far deeper is refused before patching or validation recurses into it.
-MAX_JSON_DEPTH = 32
-
 UUID_SCHEMA: dict[str, Any] = {"type": "string", "format": "uuid"}
 ENVELOPE_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -79,73 +85,12 @@ ENVELOPE_SCHEMA: dict[str, Any] = {
 }
 
 
-def _default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return orjson.Fragment(str(value.quantize(Decimal("0.01"))))
-    raise TypeError(f"cannot serialise {type(value).__name__}")
-
-
-def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        orjson.dumps(body, default=_default), status_code=status, media_type="application/json", headers=headers
-    )
-
-
 def account_response(account: Account, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return json_response(to_wire(account), status, {"ETag": etag(account), **(headers or {})})
 
 
 def account_list(accounts: list[Account]) -> Response:
     return json_response({"accountResponseList": [to_wire(account) for account in accounts]})
-
-
-async def read_json(request: Request, *, exact: bool = True) -> Any:
-    """The body as JSON; with `exact`, numbers as Decimal (money never passes through float)."""
-    raw = await request.body()
-    if not raw:
-        raise ApiProblem(400, "the request body is empty; send a JSON document")
-    try:
-        if not exact:
-            body = json.loads(raw, parse_constant=refuse_constant)
-        else:
-            body = json.loads(raw, parse_float=Decimal, parse_constant=refuse_constant)
-    except RecursionError:
-        body = None
-    except (ValueError, UnicodeDecodeError) as error:
-        if "integer string conversion" in str(error):
-            raise ApiProblem(400, "the request body is not valid JSON: a number has too many digits") from None
-        raise ApiProblem(400, f"the request body is not valid JSON: {error}") from None
-    else:
-        if within_depth(body, MAX_JSON_DEPTH):
-            return body
-    raise ApiProblem(400, f"the JSON body is nested too deeply: at most {MAX_JSON_DEPTH} levels")
-
-
-def within_depth(value: Any, limit: int) -> bool:
-    """True when no object or array is nested deeper than `limit` (checked without recursion)."""
-    stack = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
-        if children is None:
-            continue
-        if depth > limit:
-            return False
-        stack.extend((child, depth + 1) for child in children)
-    return True
-
-
-def media_type(request: Request) -> str:
-    return request.headers.get("content-type", "").split(";")[0].strip().lower()
-
-
-def invalid(error: pydantic.ValidationError) -> ApiProblem:
-    params = [
-        {"name": ".".join(str(part) for part in item["loc"]) or "body", "reason": reason(item)}
-        for item in error.errors(include_url=False)
-    ]
-    detail = "; ".join(f"{p['name']}: {p['reason']}" for p in params)
-    return ApiProblem(400, detail, invalid_params=params)
 
 
 def any_case(*words: str) -> str:
@@ -156,21 +101,6 @@ def any_case(*words: str) -> str:
 
 def build_router() -> APIRouter:
     router = APIRouter(prefix="/api/v1")
-
-    def services(request: Request) -> Any:
-        return request.app.state.application
-
-    def actor(request: Request, groups: str, action: str) -> Actor:
-        application = services(request)
-        allowed = getattr(application.settings, groups)
-        verifier = request.app.state.verifier
-        return verifier.authorise(request.headers.get("authorization"), allowed, action)  # type: ignore[no-any-return]
-
-    def writer(request: Request) -> Actor:
-        return actor(request, "write_groups", "change accounts")
-
-    def correlation(request: Request) -> UUID:
-        return UUID(request.state.correlation_id)
 
     # The two hottest reads: lean routes (reads.py), declared here in their place among the others.
     router.add_api_route(
@@ -252,31 +182,14 @@ def build_router() -> APIRouter:
         status_code=201,
         response_model=AccountResponse,
         responses=problem_responses(400, 401, 403, 409, 413, 415, 503),
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": AccountCreate.model_json_schema(ref_template="#/components/schemas/{model}")
-                    }
-                },
-            }
-        },
+        openapi_extra=json_request_body(AccountCreate),
         summary="Create an account; a payment reference is allocated when none is given",
     )
     async def create_account(request: Request) -> Response:
         who = writer(request)
-        if media_type(request) != "application/json":
-            raise ApiProblem(415, "send the account as application/json")
-        body = await read_json(request)
-        if not isinstance(body, dict):
-            raise ApiProblem(400, "the account must be a JSON object")
-        try:
-            command = AccountCreate.model_validate(body).to_command()
-        except pydantic.ValidationError as error:
-            raise invalid(error) from None
+        command = (await model_from_json(request, AccountCreate, "account")).to_command()
         application = services(request)
-        account = await _in_thread(application.accounts.create, command, who, correlation(request))
+        account = await in_thread(application.accounts.create, command, who, correlation(request))
         return account_response(account, 201, {"Location": f"/api/v1/accounts/{account.id}"})
 
     @router.patch(
@@ -319,15 +232,15 @@ def build_router() -> APIRouter:
 
         application = services(request)
         with about(account_id=account_id):  # the change's log lines name the account
-            account, _ = await _in_thread(
+            account, _ = await in_thread(
                 application.accounts.change, account_id, change, who, correlation(request), if_match
             )
         return account_response(account)
 
-    add_ledger_routes(router, services, writer, correlation, read_json, invalid, _in_thread, json_response)
-    add_payment_file_routes(router, services, writer, correlation, read_json, invalid, _in_thread, json_response)
-    add_charge_run_routes(router, services, writer, read_json, invalid, _in_thread, json_response)
-    add_worklist_routes(router, services, json_response)
+    add_ledger_routes(router)
+    add_payment_file_routes(router)
+    add_charge_run_routes(router)
+    add_worklist_routes(router)
 
     @router.get("/target-types", response_model=TargetTypeList, responses=problem_responses(401, 403, 503))
     def target_types(request: Request) -> Response:
@@ -386,7 +299,7 @@ def build_router() -> APIRouter:
             raise ApiProblem(400, "; ".join(f"{p['name']}: {p['reason']}" for p in problems), problems)
         publisher = request.app.state.publisher
         items = [(_envelope_bytes(raw), str(e.entity_id), str(e.id)) for raw, e in zip(envelopes, events, strict=True)]
-        await _in_thread(publisher.publish_many, TENURE_TOPIC, items)
+        await in_thread(publisher.publish_many, TENURE_TOPIC, items)
         return json_response({"accepted": len(events), "ids": [str(e.id) for e in events]}, 202)
 
     no_token: dict[str, Any] = {"security": []}
@@ -445,9 +358,3 @@ def _envelope_bytes(raw: Any) -> bytes:
         return orjson.dumps(raw)
     except (orjson.JSONEncodeError, TypeError):
         return json.dumps(raw).encode()
-
-
-async def _in_thread(function: Any, *args: Any) -> Any:
-    from starlette.concurrency import run_in_threadpool
-
-    return await run_in_threadpool(function, *args)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
@@ -15,6 +14,7 @@ from starlette.responses import Response
 
 from accounts.domain.account import RentGroupType, tenure_to_wire
 from accounts.domain.arrears import WorklistEntry, WorklistSort
+from accounts.entrypoints.http.common import json_response, services
 from accounts.entrypoints.http.cursors import bad_cursor, opaque, parts_of
 from accounts.entrypoints.http.problems import ApiProblem, problem_responses
 from accounts.entrypoints.http.reads import authorise_read
@@ -125,11 +125,7 @@ def page_wire(page: WorklistPage, query: WorklistQuery) -> dict[str, Any]:
     }
 
 
-def add_worklist_routes(
-    router: APIRouter,
-    services: Callable[[Request], Any],
-    json_response: Callable[..., Response],
-) -> None:
+def add_worklist_routes(router: APIRouter) -> None:
     @router.get(
         "/arrears-worklist",
         response_model=WorklistOut,
