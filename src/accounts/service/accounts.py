@@ -31,7 +31,7 @@ from accounts.domain.account import (
 )
 from accounts.domain.errors import ValidationProblem
 from accounts.domain.polarity import ZERO, TargetType
-from accounts.service.unit_of_work import ConcurrencyConflict, UnitOfWork
+from accounts.service.unit_of_work import ConcurrencyConflict, UnitOfWork, in_transaction
 
 log = logging.getLogger(__name__)
 
@@ -181,17 +181,7 @@ class AccountService:
         return Change(actor=actor, correlation_id=correlation_id, at=self.clock())
 
     def _in_transaction(self, run: Callable[[UnitOfWork], T], retry: bool = True) -> T:
-        for attempt in range(1, self.attempts + 1):
-            try:
-                with self.uow_factory() as uow:
-                    result = run(uow)
-                    uow.commit()
-                    return result
-            except ConcurrencyConflict:
-                if not retry or attempt == self.attempts:
-                    raise
-                log.info("retrying after a lost race (attempt %d)", attempt)
-        raise AssertionError("unreachable")
+        return in_transaction(self.uow_factory, run, self.attempts, "an account change", retry=retry)
 
 
 def etag_matches(if_match: str, account: Account) -> bool:

@@ -31,7 +31,7 @@ from accounts.domain.errors import DomainError
 from accounts.domain.ledger import PostingRequest, TransactionType
 from accounts.domain.rent_week import RentWeek, rent_week_starting
 from accounts.service.accounts import AccountConflict, Clock, post_to_account, utc_now
-from accounts.service.unit_of_work import ConcurrencyConflict, UnitOfWork
+from accounts.service.unit_of_work import UnitOfWork, in_transaction
 
 log = logging.getLogger(__name__)
 
@@ -157,17 +157,7 @@ class ChargeRunService:
         return advanced
 
     def _in_transaction(self, work: Callable[[UnitOfWork], ChargeRun]) -> ChargeRun:
-        for attempt in range(1, self.attempts + 1):
-            try:
-                with self.uow_factory() as uow:
-                    result = work(uow)
-                    uow.commit()
-                    return result
-            except ConcurrencyConflict:
-                if attempt == self.attempts:
-                    raise
-                log.info("retrying a charge run's batch after a lost race (attempt %d)", attempt)
-        raise AssertionError("unreachable")
+        return in_transaction(self.uow_factory, work, self.attempts, "a charge run's batch")
 
 
 def post_charge(uow: UnitOfWork, account: Account, charge: WeeklyCharge, week: RentWeek, change: Change) -> Account:

@@ -25,7 +25,7 @@ from accounts.domain.interim import FIELD_LABELS, InterimRow, format_date
 from accounts.service.accounts import Clock, utc_now
 from accounts.service.changes import remove_interim_row, sync_interim_row
 from accounts.service.ports import InterimSink
-from accounts.service.unit_of_work import ConcurrencyConflict, UnitOfWork
+from accounts.service.unit_of_work import UnitOfWork, in_transaction
 
 log = logging.getLogger(__name__)
 
@@ -73,17 +73,12 @@ class InterimSync:
 
         Workers starting together race to register a sink; the loser finds it registered on its retry.
         """
-        for attempt in range(1, attempts + 1):
-            try:
-                with self.uow_factory() as uow:
-                    new = uow.deliveries.enable_sinks(self.sink_names, self.clock())
-                    uow.commit()
-                return new
-            except ConcurrencyConflict:
-                if attempt == attempts:
-                    raise
-                log.info("another process registered the interim sinks at the same time; reading them again")
-        raise AssertionError("unreachable")
+        return in_transaction(
+            self.uow_factory,
+            lambda uow: uow.deliveries.enable_sinks(self.sink_names, self.clock()),
+            attempts,
+            "registering the interim sinks (another process registered them at the same time)",
+        )
 
     # Delivering ------------------------------------------------------------------
 

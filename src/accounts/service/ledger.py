@@ -29,7 +29,7 @@ from accounts.service.accounts import (
     target_type_of,
     utc_now,
 )
-from accounts.service.unit_of_work import ConcurrencyConflict, LedgerDifference, StatementCursor, UnitOfWork
+from accounts.service.unit_of_work import LedgerDifference, StatementCursor, UnitOfWork, in_transaction
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -187,17 +187,7 @@ class LedgerService:
     def _in_transaction(self, run: Callable[[UnitOfWork], T]) -> T:
         """Another posting that won a race (the account, the same id) is seen on the next attempt:
         its transaction answers a retry, and an If-Match it outdated is a 412 there."""
-        for attempt in range(1, self.attempts + 1):
-            try:
-                with self.uow_factory() as uow:
-                    result = run(uow)
-                    uow.commit()
-                    return result
-            except ConcurrencyConflict:
-                if attempt == self.attempts:
-                    raise
-                log.info("retrying a posting after a lost race (attempt %d)", attempt)
-        raise AssertionError("unreachable")
+        return in_transaction(self.uow_factory, run, self.attempts, "a posting")
 
 
 def _current(uow: UnitOfWork, account_id: UUID, if_match: str | None) -> Account:

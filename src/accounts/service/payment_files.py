@@ -40,7 +40,7 @@ from accounts.domain.payment_file import (
 from accounts.domain.polarity import ZERO
 from accounts.domain.suspense import SuspenseConflict, SuspenseItem
 from accounts.service.accounts import Clock, post_to_account, utc_now
-from accounts.service.unit_of_work import ConcurrencyConflict, SuspenseCursor, UnitOfWork
+from accounts.service.unit_of_work import SuspenseCursor, UnitOfWork, in_transaction
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -194,7 +194,7 @@ class PaymentFileService:
     def _in_transaction(self, run: Callable[[UnitOfWork], T]) -> T:
         """A batch that lost a race (another import of the same references, a posting to one of its
         accounts) is run again whole: what the winner posted is then already imported."""
-        return _in_transaction(self.uow_factory, run, self.attempts)
+        return in_transaction(self.uow_factory, run, self.attempts, "a payment file's batch")
 
 
 def _imported_before(uow: UnitOfWork, payment: PaymentLine) -> _Outcome | None:
@@ -260,7 +260,7 @@ class SuspenseService:
             uow.suspense.update(proposed, item.version)
             return proposed
 
-        return _in_transaction(self.uow_factory, run, self.attempts)
+        return in_transaction(self.uow_factory, run, self.attempts, "a suspense item's step")
 
     def approve(self, item_id: UUID, actor: Actor, correlation_id: UUID) -> Resolved:
         """A second person approves: the payment is posted to the proposed account, as a file's payment is."""
@@ -288,7 +288,7 @@ class SuspenseService:
             uow.suspense.update(resolved, item.version)
             return Resolved(resolved, transaction)
 
-        return _in_transaction(self.uow_factory, run, self.attempts)
+        return in_transaction(self.uow_factory, run, self.attempts, "a suspense item's step")
 
 
 def _held(uow: UnitOfWork, item_id: UUID) -> SuspenseItem:
@@ -296,17 +296,3 @@ def _held(uow: UnitOfWork, item_id: UUID) -> SuspenseItem:
     if item is None:
         raise SuspenseItemNotFound(item_id)
     return item
-
-
-def _in_transaction(uow_factory: Callable[..., UnitOfWork], run: Callable[[UnitOfWork], T], attempts: int) -> T:
-    for attempt in range(1, attempts + 1):
-        try:
-            with uow_factory() as uow:
-                result = run(uow)
-                uow.commit()
-                return result
-        except ConcurrencyConflict:
-            if attempt == attempts:
-                raise
-            log.info("retrying after a lost race (attempt %d)", attempt)
-    raise AssertionError("unreachable")

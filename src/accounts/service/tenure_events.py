@@ -29,7 +29,7 @@ from accounts.service.accounts import Clock, NewAccount, change_account, create_
 from accounts.service.changes import sync_interim_row
 from accounts.service.log_context import about
 from accounts.service.ports import TenureSource, TransientError
-from accounts.service.unit_of_work import ConcurrencyConflict, UnitOfWork
+from accounts.service.unit_of_work import UnitOfWork, in_transaction
 
 log = logging.getLogger(__name__)
 
@@ -123,17 +123,12 @@ class TenureEventHandler:
             return Outcome(False, f"unknown event type {event.event_type}: skipped")
         fields = changed_fields(event)
         fetched = self._fetch_if_unseen(event)
-        for attempt in range(1, self.attempts + 1):
-            try:
-                with self.uow_factory() as uow:
-                    outcome = self._apply(uow, event, fields, fetched, may_park=True)
-                    uow.commit()
-                    return outcome
-            except ConcurrencyConflict:
-                if attempt == self.attempts:
-                    raise
-                log.info("event %s lost a race; retrying (attempt %d)", event.id, attempt)
-        raise AssertionError("unreachable")
+        return in_transaction(
+            self.uow_factory,
+            lambda uow: self._apply(uow, event, fields, fetched, may_park=True),
+            self.attempts,
+            f"event {event.id}",
+        )
 
     def handle_many(self, events: Sequence[EventEnvelope]) -> list[Outcome | Exception]:
         """Apply several events in one transaction, each in a savepoint of its own.

@@ -21,13 +21,14 @@ Two sides:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import logging
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from types import TracebackType
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, TypeVar
 from uuid import UUID
 
 from accounts.domain.account import Account, AccountType, RentGroupType
@@ -40,9 +41,35 @@ from accounts.domain.polarity import TargetType
 from accounts.domain.suspense import SuspenseItem
 from accounts.domain.tenure import TenureRecord
 
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
 
 class ConcurrencyConflict(Exception):
     """Another transaction changed or claimed the same thing first; the command may be retried."""
+
+
+def in_transaction(
+    uow_factory: Callable[..., UnitOfWork],
+    run: Callable[[UnitOfWork], T],
+    attempts: int,
+    what: str,
+    *,
+    retry: bool = True,
+) -> T:
+    """`run` in a unit of work, committed. A race lost at commit (ConcurrencyConflict) runs it again on a
+    fresh unit of work, which sees what the winner left, up to `attempts` times (never when not `retry`)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            with uow_factory() as uow:
+                result = run(uow)
+                uow.commit()
+                return result
+        except ConcurrencyConflict:
+            if not retry or attempt == attempts:
+                raise
+            log.info("retrying %s after a lost race (attempt %d)", what, attempt)
+    raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True)
