@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -100,13 +101,16 @@ def test_a_worker_killed_mid_drain_loses_nothing_and_applies_nothing_twice(
     service: Service = service_factory(
         f"sqlite:///{tmp_path / 'accounts.db'}", rabbitmq_url, worker_batch_size=10, **topology
     )
-    stories = realistic_stories(60, seed=221)
+    stories = realistic_stories(600, seed=221)
     events = all_events(stories)
     first = service.worker(name="worker-killed")
-    service.publish_events(shuffled_with_duplicates(events, seed=222))
-
-    wait_until(lambda: len(service.processed_ids()) >= 30, 30, "the first worker to get going")
-    first.kill()  # SIGKILL: its unacked deliveries go back to the queue
+    # Published from a thread while we watch: the worker keeps pace with a publisher, so waiting
+    # for the publish to end first could find all 2,841 deliveries applied before the kill.
+    with ThreadPoolExecutor(1) as publisher:
+        published = publisher.submit(service.publish_events, shuffled_with_duplicates(events, seed=222))
+        wait_until(lambda: len(service.processed_ids()) >= 30, 30, "the first worker to get going", pause=0.02)
+        first.kill()  # SIGKILL: its unacked deliveries go back to the queue
+        published.result()
     assert not all_applied(service, events), "killed mid-drain"
 
     service.serve()
