@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
+# GOV.UK Frontend's compiled CSS, fonts and JavaScript for the pages (from the npm registry's package).
+FRONTEND := $(VENV)/share/govuk-frontend/.govuk-frontend-6.3.0
 
 .PHONY: run test test-fast lint format bench bench-smoke soak worker clean
 
@@ -17,12 +19,15 @@ $(RUNTIME): requirements.lock pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --no-deps -e .
 	@touch $@
 
-$(DEV): requirements-dev.lock $(RUNTIME)
+$(FRONTEND): scripts/fetch_frontend.py | $(BIN)/python
+	$(BIN)/python scripts/fetch_frontend.py $(VENV)/share/govuk-frontend
+
+$(DEV): requirements-dev.lock $(RUNTIME) $(FRONTEND)
 	$(BIN)/pip install --quiet -r requirements-dev.lock
 	@touch $@
 
 ## Start the API, the finance listener and the interim sync on an embedded SQLite database.
-run: $(RUNTIME)
+run: $(RUNTIME) $(FRONTEND)
 	$(BIN)/accounts serve
 
 ## Run the listener, outbox relay and interim sinks alone (against ACCOUNTS_BROKER_URL).

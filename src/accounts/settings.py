@@ -66,6 +66,11 @@ class Settings(BaseSettings):
         default_factory=lambda: ["housing-finance-read", "housing-finance-write"]
     )
     write_groups: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["housing-finance-write"])
+    # The pages read the same JWT from this cookie, as the council's front ends do.
+    auth_cookie: str = Field(default="hackneyToken", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    # Where GOV.UK Frontend's compiled assets were unpacked (`scripts/fetch_frontend.py`, run by make);
+    # unset: the virtualenv's share/govuk-frontend.
+    frontend_assets_dir: Path | None = None
 
     # Events: "embedded" (a queue in the database), amqp://..., or sqs://...
     broker_url: str = "embedded"

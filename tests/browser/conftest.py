@@ -31,3 +31,22 @@ def browser() -> Iterator[Any]:
             yield launched
         finally:
             launched.close()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The running site with demonstration data, once a module and database (both databases, as production
+    runs PostgreSQL and a newcomer SQLite)."""
+    from tests.browser.site import serve
+    from tests.conftest import _create_database, _drop_database
+
+    tmp = tmp_path_factory.mktemp(f"site-{request.param}")
+    if request.param == "sqlite":
+        yield from serve(f"sqlite:///{tmp / 'accounts.db'}", tmp)
+        return
+    server_url = request.getfixturevalue("postgres_server_url")
+    name, url = _create_database(server_url)
+    try:
+        yield from serve(url, tmp)
+    finally:
+        _drop_database(server_url, name)

@@ -94,7 +94,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             f"\nAccounts API on http://{settings.host}:{settings.port}/api/v1 "
             f"(docs at /api/v1/docs)\nA bearer token for trying it out (12 hours, read and write):\n\n"
             f"  export TOKEN={token}\n\n"
-            f'  curl -H "Authorization: Bearer $TOKEN" http://{settings.host}:{settings.port}/api/v1/target-types\n',
+            f'  curl -H "Authorization: Bearer $TOKEN" http://{settings.host}:{settings.port}/api/v1/target-types\n\n'
+            f"The pages: open http://{settings.host}:{settings.port}/sign-in and paste the token.\n",
             flush=True,
         )
     tune_garbage_collector()  # the API allocates quickly too: every request makes short-lived objects

@@ -23,6 +23,7 @@ from accounts.entrypoints.http.docs import install_docs
 from accounts.entrypoints.http.payment_files import PAYMENT_FILES_PATH, too_large
 from accounts.entrypoints.http.problems import ApiProblem, problem_response
 from accounts.entrypoints.http.routes import EVENTS_PATH, build_router, events_too_large
+from accounts.entrypoints.pages import install_pages
 from accounts.service.ports import MessageBroker
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,37 @@ class CorrelationId:
             correlation_id_var.reset(token)
 
 
+class SecurityHeaders:
+    """Headers every answer carries: the pages' Content-Security-Policy (scripts, styles, fonts and images
+    from this origin only, and no inline script), no MIME sniffing, no framing, no referrer to elsewhere."""
+
+    POLICY = (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
+        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+    HEADERS = [
+        (b"content-security-policy", POLICY.encode()),
+        (b"x-content-type-options", b"nosniff"),
+        (b"x-frame-options", b"DENY"),
+        (b"referrer-policy", b"same-origin"),
+    ]
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *self.HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 def create_app(application: Application) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -163,6 +195,7 @@ def create_app(application: Application) -> FastAPI:
     # are most of the traffic.
     app.router.routes[:0] = build_router().routes
     install_docs(app, "/api/v1/openapi.json")
+    install_pages(app, application.settings)
     metrics = app.state.metrics = application.metrics()
 
     async def scrape(_request: Request) -> Response:
@@ -182,6 +215,7 @@ def create_app(application: Application) -> FastAPI:
         },
     )
     app.add_middleware(CorrelationId)  # even a refused body gets its correlation id
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(metrics.middleware)  # outermost: every answer is counted, refusals included
 
     def openapi() -> dict[str, Any]:
