@@ -125,6 +125,51 @@ def page_wire(page: WorklistPage, query: WorklistQuery) -> dict[str, Any]:
     }
 
 
+def sort_of(sort_by: str | None) -> WorklistSort:
+    """A sortBy in any case (default amountOwed); a 400 naming `sortBy` for anything else."""
+    sort = SORTS.get((sort_by or WorklistSort.AMOUNT_OWED.value).lower())
+    if sort is None:
+        rule = f"must be one of {SORT_NAMES}"
+        raise ApiProblem(400, f"sortBy {rule}", [{"name": "sortBy", "reason": rule}])
+    return sort
+
+
+def descending_of(direction: str | None) -> bool:
+    """asc or desc in any case (default desc: the largest debt, most weeks or most days first)."""
+    order = (direction or "desc").lower()
+    if order not in ("asc", "desc"):
+        raise ApiProblem(400, "direction must be asc or desc", [{"name": "direction", "reason": "must be asc or desc"}])
+    return order == "desc"
+
+
+def worklist_query(
+    rent_group: RentGroupType | None,
+    min_weeks: Decimal | None,
+    min_owed: Decimal | None,
+    sort_by: str | None,
+    direction: str | None,
+    limit: int = DEFAULT_PAGE,
+    cursor: str | None = None,
+    before: str | None = None,
+) -> WorklistQuery:
+    """The service's query from the parameters the route and the /arrears page take alike (400s name them).
+
+    `cursor` is a page's nextCursor (the page after it); `before` the same kind of cursor from a page's first
+    entry (the page before it), which the /arrears page's "Previous" link carries."""
+    sort = sort_of(sort_by)
+    descending = descending_of(direction)
+    return WorklistQuery(
+        rent_group=rent_group,
+        min_weeks=min_weeks,
+        min_owed=min_owed,
+        sort=sort,
+        descending=descending,
+        limit=limit,
+        after=decode_cursor(cursor, sort, descending) if cursor else None,
+        before=decode_cursor(before, sort, descending) if before else None,
+    )
+
+
 def add_worklist_routes(router: APIRouter) -> None:
     @router.get(
         "/arrears-worklist",
@@ -163,23 +208,5 @@ def add_worklist_routes(router: APIRouter) -> None:
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Accounts a page")] = DEFAULT_PAGE,
         cursor: Annotated[str | None, Query(description="nextCursor of the page before")] = None,
     ) -> Response:
-        sort = SORTS.get((sortBy or WorklistSort.AMOUNT_OWED.value).lower())
-        if sort is None:
-            rule = f"must be one of {SORT_NAMES}"
-            raise ApiProblem(400, f"sortBy {rule}", [{"name": "sortBy", "reason": rule}])
-        order = (direction or "desc").lower()
-        if order not in ("asc", "desc"):
-            raise ApiProblem(
-                400, "direction must be asc or desc", [{"name": "direction", "reason": "must be asc or desc"}]
-            )
-        descending = order == "desc"
-        query = WorklistQuery(
-            rent_group=rentGroupType,
-            min_weeks=minWeeksInArrears,
-            min_owed=minAmountOwed,
-            sort=sort,
-            descending=descending,
-            limit=limit,
-            after=decode_cursor(cursor, sort, descending) if cursor else None,
-        )
+        query = worklist_query(rentGroupType, minWeeksInArrears, minAmountOwed, sortBy, direction, limit, cursor)
         return json_response(page_wire(services(request).worklist.page(query), query))
