@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 
-.PHONY: run test test-fast lint format bench bench-smoke soak worker clean
+.PHONY: run demo test test-fast lint format bench bench-smoke soak worker clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
@@ -24,6 +24,11 @@ $(DEV): requirements-dev.lock $(RUNTIME)
 ## Start the API, the finance listener and the interim sync on an embedded SQLite database.
 run: $(RUNTIME)
 	$(BIN)/accounts serve
+
+## Load demonstration data (300 tenures, a year of rent and payments) into the database `make run` uses.
+## Running it again doubles nothing.
+demo: $(RUNTIME)
+	$(BIN)/accounts demo load
 
 ## Run the listener, outbox relay and interim sinks alone (against ACCOUNTS_BROKER_URL).
 worker: $(RUNTIME)
