@@ -553,6 +553,8 @@ def cmd_demo_load(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     started = time.monotonic()
     bar = None if args.quiet else ProgressBar()
+    # The bar says how far it has got: not a log line for each of the 104 charge runs and payment files.
+    logging.getLogger("accounts.service").setLevel(max(logging.WARNING, logging.getLogger().getEffectiveLevel()))
     application = bootstrap(settings, run_migrations=True)
     tune_garbage_collector()
     try:
