@@ -156,11 +156,11 @@ def test_names_and_addresses_are_escaped(api: Api, accounts: list) -> None:
 @pytest.mark.parametrize(
     ("query", "message"),
     [
-        ("?minWeeksInArrears=lots", "Minimum weeks in arrears must be a number"),
-        ("?minWeeksInArrears=-1", "Minimum weeks in arrears must be 0 or more"),
-        ("?minAmountOwed=12.345", "Minimum amount owed must be in pounds and pence"),
-        ("?minAmountOwed=NaN", "Minimum amount owed must be a number"),
-        ("?minAmountOwed=1e400", "Minimum amount owed must be less than"),
+        ("?minWeeksInArrears=lots", "Enter minimum weeks as a number, like 4 or 2.5"),
+        ("?minWeeksInArrears=-1", "Minimum weeks must be 0 or more"),
+        ("?minAmountOwed=12.345", "Enter minimum amount in pounds and pence"),
+        ("?minAmountOwed=NaN", "Enter minimum amount as a number"),
+        ("?minAmountOwed=1e400", "Minimum amount must be less than"),
         ("?rentGroupType=Castles", "Select a rent group from the list"),
         ("?sortBy=tenantName", "The order asked for is not one this worklist has"),
         ("?direction=sideways", "The order asked for is not one this worklist has"),

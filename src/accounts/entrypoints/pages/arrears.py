@@ -62,25 +62,30 @@ def long_date(day: date) -> str:
     return f"{day.day} {day:%B %Y}"
 
 
+def short_date(day: date) -> str:
+    """1 Jun 2026: GOV.UK's style for dates in tables, where space is short."""
+    return f"{day.day} {day:%b %Y}"
+
+
 def _number(text: str, field: str, places: int | None) -> tuple[Decimal | None, str | None]:
     """A filter's number as typed (blank is no filter); or why it cannot be one, as the error message says it."""
     text = text.strip().removeprefix("£").replace(",", "")
     if not text:
         return None, None
-    what = "Minimum weeks in arrears" if field == MIN_WEEKS else "Minimum amount owed"
+    what = "Minimum weeks" if field == MIN_WEEKS else "Minimum amount"
     example = "like 4 or 2.5" if field == MIN_WEEKS else "like 500 or 1250.50"
     try:
         value = Decimal(text)
     except InvalidOperation:
-        return None, f"{what} must be a number, {example}"
+        value = Decimal("NaN")
     if not value.is_finite():
-        return None, f"{what} must be a number, {example}"
+        return None, f"Enter {what.lower()} as a number, {example}"
     if value < 0:
         return None, f"{what} must be 0 or more"
     if value >= LIMIT:
         return None, f"{what} must be less than {LIMIT:,}"
     if places is not None and value != value.quantize(Decimal(1).scaleb(-places)):
-        return None, f"{what} must be in pounds and pence, {example}"
+        return None, f"Enter {what.lower()} in pounds and pence, {example}"
     return value, None
 
 
@@ -201,7 +206,7 @@ def _row(entry: WorklistEntry) -> dict[str, Any]:
         "tenants": ", ".join(tenant.full_name for tenant in tenure.primary_tenants) if tenure else "",
         "amount_owed": entry.amount_owed,
         "weeks": None if entry.weeks_in_arrears is None else str(entry.weeks_in_arrears),
-        "last_payment_date": long_date(entry.last_payment_date) if entry.last_payment_date else None,
+        "last_payment_date": short_date(entry.last_payment_date) if entry.last_payment_date else None,
         "last_payment_amount": entry.last_payment_amount,
         "days_since": entry.days_since_last_payment,
     }
