@@ -73,7 +73,7 @@ class WorklistService:
                 found = self._read(uow, query, not query.descending, query.before)[::-1]
                 more_before, more_after = len(found) > query.limit, True
                 found = found[-query.limit :]
-                if not more_before:  # less than a page before the place: the first page, full
+                if len(found) < query.limit:  # less than a page before the place: the first page, filled up
                     query = replace(query, before=None)
             if query.before is None:
                 found = self._read(uow, query, query.descending, query.after)
