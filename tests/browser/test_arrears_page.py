@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from tests.integration.test_api_support import tenure_request, to_json
 # it more than a page (50): Tenant accounts owing £101 to £155 on £100 a week.
 LONG_LIST = 55
 WEEKLY_100 = [{"type": "Rent", "frequency": "Weekly", "amount": Decimal("100.00")}]
+STREETS = ["Mare Street", "Well Street", "Amhurst Road", "Sandringham Road", "Kingsland Road", "Morning Lane"]
+NAMES = ["Mr Kwame Mensah", "Ms Priya Shah", "Mrs Elif Yilmaz", "Mr Tom Murphy", "Ms Ana Costa", "Mr Li Wei"]
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +29,13 @@ def worklist(site: Site) -> list[dict[str, Any]]:
     """Every account on the worklist as the JSON route lists it (largest debt first), once the long list is in."""
     with site.api("officer") as api:
         for n in range(1, LONG_LIST + 1):
-            body = tenure_request(accountBalance=Decimal(-100 - n), consolidatedCharges=WEEKLY_100)
+            body = tenure_request(
+                accountBalance=Decimal(-100 - n),
+                consolidatedCharges=WEEKLY_100,
+                startDate=(datetime.now(UTC) - timedelta(days=3 * n)).isoformat(),
+            )
+            body["tenure"]["fullAddress"] = f"{n} {STREETS[n % len(STREETS)]}, Hackney, London E8 {n % 9}AB"
+            body["tenure"]["primaryTenants"][0]["fullName"] = NAMES[n % len(NAMES)]
             made = api.post("/accounts", content=to_json(body), headers={"Content-Type": "application/json"})
             assert made.status_code == 201, made.text
         listed = api.get("/arrears-worklist", params={"limit": 1000}).json()["accounts"]
@@ -80,7 +89,6 @@ def test_the_caseworker_sees_the_worklist_largest_debt_first(site: Site, browser
     assert first[1:4] == [entry["tenure"]["fullAddress"], tenants, f"£{Decimal(entry['amountOwed']):,.2f}"]
     assert sorted_heading(page) == ("Amount owed", "descending")
     assert_accessible(page)
-    screenshot(page, "arrears.png")
     page.context.close()
 
 
@@ -94,6 +102,7 @@ def test_filtering_by_minimum_weeks_and_by_rent_group(site: Site, browser: Any, 
     assert all(w >= Decimal("1.5") for w in weeks(page))
     assert page.get_by_label("Minimum weeks in arrears").input_value() == "1.5"
     assert_accessible(page)
+    screenshot(page, "arrears.png")  # a filtered list: the page, short enough to read in the README
 
     groups = {e["rentGroupType"] for e in worklist} - {"Tenant"}
     group = sorted(groups)[0]

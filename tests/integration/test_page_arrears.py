@@ -11,6 +11,7 @@ from decimal import Decimal
 from html.parser import HTMLParser
 from typing import Any
 
+import jwt
 import pytest
 
 from tests.integration.test_api_support import Api, shared_api
@@ -99,6 +100,9 @@ def test_without_a_cookie_the_sign_in_page_and_outside_the_groups_a_403_page(api
     assert response.status_code == 401 and '<h1 class="govuk-heading-l">Sign in</h1>' in response.text
     text, _ = page(api, token=api.stranger_token, status=403)
     assert "You cannot see this" in text and "housing-finance-read" in text
+    forged = jwt.encode({"sub": "x", "groups": ["housing-finance-read"], "exp": 4102444800}, "not-the-secret" * 3)
+    text, _ = page(api, token=forged, status=401)
+    assert "Your sign-in is no longer valid" in text and "<table" not in text
 
 
 def test_the_table_lists_what_the_json_route_lists_largest_debt_first(api: Api, accounts: list) -> None:
