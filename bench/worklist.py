@@ -244,7 +244,7 @@ def _percentiles(times: list[float]) -> tuple[float, float]:
 
 
 async def _measure_http(url: str, runs: int) -> dict[str, dict[str, tuple[float, float, float]]]:
-    settings = Settings(  # type: ignore[call-arg]
+    settings = Settings(
         _env_file=None, environment="development", database_url=url, interim_sinks=[], log_level="WARNING"
     )
     application = bootstrap(settings)

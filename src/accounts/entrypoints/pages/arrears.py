@@ -189,7 +189,6 @@ def _context(
         f"{column.descending if descending else column.ascending}",
         "rows": [_row(entry) for entry in page.entries] if page else None,
         "as_of": long_date(page.as_of.date()) if page else None,
-        "first_page": page is not None and page.previous_page is None,
         "previous": previous,
         "next": next_,
         "clear": "/arrears?" + urlencode(order),
