@@ -118,9 +118,12 @@ def account_page(request: Request, id: str) -> Response:
         raise not_found() from None
     pagination: dict[str, Any] = {}
     if trail:
-        pagination["previous"] = {"href": page_link(account_id, trail[:-1], size), "labelText": "Earlier"}
+        pagination["previous"] = {"href": page_link(account_id, trail[:-1], size), "labelText": "Earlier transactions"}
     if statement.next_page is not None:
-        pagination["next"] = {"href": page_link(account_id, [*trail, statement.next_page], size), "labelText": "Later"}
+        pagination["next"] = {
+            "href": page_link(account_id, [*trail, statement.next_page], size),
+            "labelText": "Later transactions",
+        }
     account = overview.account
     context = {
         "title": f"Account {account.payment_reference}",
