@@ -117,7 +117,8 @@ def statement_csv(
     return StreamingResponse(
         csv_lines(pages()),
         media_type=f"{CSV_TYPE}; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        # Names and money: kept by no cache on the way (a browser's download included).
+        headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
     )
 
 
