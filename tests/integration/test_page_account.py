@@ -135,6 +135,7 @@ def test_the_csv_download_is_the_whole_statement_as_the_api_gives_it(api: Api) -
     assert download.headers["content-disposition"] == (
         f'attachment; filename="statement-{account["paymentReference"]}.csv"'
     )
+    assert download.headers["cache-control"] == "no-store"
     rows = list(csv.DictReader(io.StringIO(download.text)))
     assert tuple(rows[0]) == CSV_COLUMNS
     assert [(row["transactionDate"], row["amount"], row["balanceAfter"]) for row in rows] == [
