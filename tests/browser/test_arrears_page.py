@@ -175,4 +175,6 @@ def test_a_row_leads_to_its_account(site: Site, browser: Any, worklist: list) ->
     entry = worklist[2]
     page.get_by_role("link", name=entry["paymentReference"], exact=True).click()
     assert page.url == f"{site.url}/accounts/{entry['accountId']}"
+    assert page.locator("h1").inner_text() == entry["tenure"]["fullAddress"]  # the account the row was
+    assert entry["paymentReference"] in page.locator(".govuk-caption-l").inner_text()
     page.context.close()
