@@ -309,17 +309,21 @@ def worklist_query(
     column = _WORKLIST_COLUMNS[sort]
     # Days since the last payment grow as the day they count from goes back.
     going_down = descending != (sort is WorklistSort.DAYS_SINCE_LAST_PAYMENT)
-    query = sa.select(*_WORKLIST_READ).where(_IN_ARREARS[sort])
+    query = sa.select(*_WORKLIST_READ)
+    if after is not None:
+        # The keyset first: read upwards, both it and `amount_owed > 0` bound the amount-owed index from below,
+        # and SQLite seeks by the first it is given (in the other order, a page deep in the list read the
+        # index from its start: 170 ms at 1,000,000 accounts, not 0.1).
+        place = sa.tuple_(column, _accounts.id)
+        cursor = sa.tuple_(sa.literal(after.value, column.type), sa.literal(after.account_id, _accounts.id.type))
+        query = query.where(place < cursor if going_down else place > cursor)
+    query = query.where(_IN_ARREARS[sort])
     if rent_group is not None:
         query = query.where(_accounts.rent_group_type == rent_group.value)
     if min_weeks is not None:
         query = query.where(_accounts.weeks_in_arrears >= min_weeks)
     if min_owed is not None:
         query = query.where(_accounts.amount_owed >= min_owed)
-    if after is not None:
-        place = sa.tuple_(column, _accounts.id)
-        cursor = sa.tuple_(sa.literal(after.value, column.type), sa.literal(after.account_id, _accounts.id.type))
-        query = query.where(place < cursor if going_down else place > cursor)
     order = (column.desc(), _accounts.id.desc()) if going_down else (column.asc(), _accounts.id.asc())
     return query.order_by(*order).limit(limit)
 
