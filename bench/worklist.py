@@ -59,7 +59,9 @@ from accounts.domain.account import (
 from accounts.domain.arrears import WorklistSort
 from accounts.entrypoints.http.app import create_app
 from accounts.entrypoints.http.auth import mint_token
+from accounts.entrypoints.http.worklist import encode_cursor
 from accounts.service.arrears import WorklistQuery, WorklistService
+from accounts.service.unit_of_work import WorklistCursor
 from accounts.settings import Settings
 from bench.seed import NAMES, STREETS, fresh_database
 from bench.topology import POSTGRES_URL, database_note, ensure_database, set_database_note
@@ -201,6 +203,8 @@ def measure(url: str, runs: int) -> dict[str, tuple[float, float]]:
 
 # The same views over HTTP: the JSON route's parameters, which the /arrears page takes too. "next page"
 # follows the first page's nextCursor; "previous page" (the page's own, `before`) comes back from the second.
+DEEP_DOWN = encode_cursor(WorklistSort.AMOUNT_OWED, True, WorklistCursor(Decimal("100.00"), uuid.UUID(int=0)))
+DEEP_UP = encode_cursor(WorklistSort.AMOUNT_OWED, False, WorklistCursor(Decimal("1000.00"), uuid.UUID(int=0)))
 HTTP_CASES: list[tuple[str, dict[str, str]]] = [
     ("amountOwed desc", {}),
     ("weeksInArrears desc Garages", {"sortBy": "weeksInArrears", "rentGroupType": "Garages"}),
@@ -209,8 +213,11 @@ HTTP_CASES: list[tuple[str, dict[str, str]]] = [
         {"sortBy": "daysSinceLastPayment", "direction": "asc", "minWeeksInArrears": "4"},
     ),
     ("amountOwed desc, min £500", {"minAmountOwed": "500"}),
-    ("amountOwed desc, next page", {"cursor": ""}),
-    ("amountOwed desc, previous page", {"before": ""}),
+    ("amountOwed desc, page 2", {"cursor": "(the first page's nextCursor)"}),
+    ("amountOwed desc, page 1 from page 2", {"before": "(page 2's Previous)"}),
+    ("amountOwed desc, deep: under £100", {"cursor": DEEP_DOWN}),
+    ("amountOwed desc, deep, the page before", {"before": DEEP_DOWN}),
+    ("amountOwed asc, deep: over £1,000", {"direction": "asc", "cursor": DEEP_UP}),
 ]
 PAGE_TARGET_MS = 50.0
 
@@ -263,14 +270,11 @@ async def _measure_http(url: str, runs: int) -> dict[str, dict[str, tuple[float,
             ) as client,
         ):
             first = (await client.get("/api/v1/arrears-worklist")).json()
-            cursor = first["nextCursor"]
-            second = await client.get("/arrears", params={"cursor": cursor})
-            before = httpx.URL(re.findall(r'href="([^"]+)" rel="prev"', second.text)[0].replace("&amp;", "&"))
+            second = await client.get("/arrears", params={"cursor": first["nextCursor"]})
+            previous = re.findall(r'href="([^"]+)" rel="prev"', second.text)[0].replace("&amp;", "&")
+            followed = {"cursor": first["nextCursor"], "before": httpx.URL(previous).params["before"]}
             for name, params in HTTP_CASES:
-                if "cursor" in params:
-                    params = {"cursor": cursor}
-                if "before" in params:
-                    params = {"before": before.params["before"]}
+                params = {key: followed[key] if value.startswith("(") else value for key, value in params.items()}
                 found[name] = {}
                 for route in ("/api/v1/arrears-worklist", "/arrears"):
                     if route != "/arrears" and "before" in params:
@@ -351,9 +355,12 @@ def report_http(http: dict[tuple[str, int], dict[str, dict[str, tuple[float, flo
             cells += f"{json_cell:>23} | {'{:.2f} / {:.2f} ({:.2f})'.format(*figures['/arrears']):<22}"
         print(f"{name:<40}{cells}")
     for (kind, size), cases in http.items():
-        worst = max(figures["/arrears"][1] for figures in cases.values())
-        verdict = "under" if worst < PAGE_TARGET_MS else "OVER"
-        print(f"{kind} {size:,}: the page's worst p95 {worst:.2f} ms, {verdict} the {PAGE_TARGET_MS:.0f} ms target")
+        p50 = max(figures["/arrears"][0] for figures in cases.values())
+        p95 = max(figures["/arrears"][1] for figures in cases.values())
+        verdict = "under" if p50 < PAGE_TARGET_MS else "OVER"
+        print(
+            f"{kind} {size:,}: the page's worst p50 {p50:.2f} ms ({verdict} the {PAGE_TARGET_MS:.0f} ms target), p95 {p95:.2f}"
+        )
 
 
 if __name__ == "__main__":
