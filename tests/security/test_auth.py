@@ -243,7 +243,7 @@ def test_the_public_health_checks_say_nothing_but_their_health(
 
 def protected_pages(account: dict[str, Any]) -> list[str]:
     """Every page that shows accounts (not in the OpenAPI document): a path a reader's cookie opens."""
-    return [f"/accounts/{account['id']}", f"/accounts/{account['id']}/statement.csv"]
+    return [f"/accounts/{account['id']}", f"/accounts/{account['id']}/statement.csv", "/interim"]
 
 
 def test_every_page_refuses_every_bad_cookie_with_a_page_saying_why(
