@@ -548,13 +548,16 @@ def cmd_demo_load(settings: Settings, args: argparse.Namespace) -> int:
     started = time.monotonic()
     bar = None if args.quiet else ProgressBar()
     # The bar says how far it has got: not a log line for each of the 104 charge runs and payment files.
-    logging.getLogger("accounts.service").setLevel(max(logging.WARNING, logging.getLogger().getEffectiveLevel()))
+    service_log = logging.getLogger("accounts.service")
+    level = service_log.level
+    service_log.setLevel(max(logging.WARNING, logging.getLogger().getEffectiveLevel()))
     application = bootstrap(settings, run_migrations=True)
     tune_garbage_collector()
     try:
         report = application.demo.load(args.tenures, args.weeks, args.seed, progress=None if bar is None else bar.show)
     finally:
         application.close()
+        service_log.setLevel(level)  # as it was: the command may run inside a longer-lived process (the tests)
     if bar is not None:
         bar.done()
     for rejected in report.rejected[:20]:
