@@ -26,6 +26,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as postgresql_dml
 from sqlalchemy.dialects import sqlite as sqlite_dml
@@ -53,7 +54,13 @@ from accounts.domain.arrears import WorklistSort
 from accounts.domain.events import EventEnvelope
 from accounts.domain.interim import InterimRow
 from accounts.domain.ledger import Direction, Transaction
-from accounts.domain.payment_reference import LAST_SERIAL, SERIAL_DIGITS, serial_of
+from accounts.domain.payment_reference import (
+    LAST_SERIAL,
+    SERIAL_DIGITS,
+    after_prefix,
+    is_reference_search,
+    serial_of,
+)
 from accounts.domain.polarity import Polarity, TargetType
 from accounts.domain.tenure import TenureRecord
 from accounts.service.unit_of_work import (
@@ -150,6 +157,38 @@ _WORKLIST_COLUMNS = {sort: _accounts[t.WORKLIST_SORT_COLUMNS[name]] for sort, na
 _IN_ARREARS = {sort: sa.text(t.IN_ARREARS[name]) for sort, name in _WORKLIST_SORTS.items()}
 _WORKLIST_READ = [column for column in t.accounts.c if column.name != "wire"]  # an account, less its wire JSON
 _CENT = Decimal("0.01")
+# A person's search (`AccountRepository.search`). A payment reference's first digits: a range of its unique
+# index, read in order. Other text: part of the tenure's address or of a primary tenant's name, case aside,
+# in the account's `tenure` JSON. A scan, but a cheap one: the stored JSON's text must hold the text first
+# (as JSON writes it: `json_like`), and only the rows that do are read as JSON; it stops at the page's end.
+_SEARCH_BY_REFERENCE = (
+    sa.select(*_WORKLIST_READ)
+    .where(_accounts.payment_reference >= sa.bindparam("low"))
+    .order_by(_accounts.payment_reference)
+    .limit(sa.bindparam("limit"))
+)
+_SEARCH_BY_REFERENCE_BELOW = _SEARCH_BY_REFERENCE.where(_accounts.payment_reference < sa.bindparam("high"))
+_SEARCH_TEXT: dict[str, sa.TextClause] = {
+    "sqlite": sa.text(
+        "accounts.tenure LIKE :json_pattern ESCAPE '\\' AND ("
+        "json_extract(accounts.tenure, '$.fullAddress') LIKE :pattern ESCAPE '\\'"
+        " OR EXISTS (SELECT 1 FROM json_each(accounts.tenure, '$.primaryTenants') AS tenant"
+        " WHERE json_extract(tenant.value, '$.fullName') LIKE :pattern ESCAPE '\\'))"
+    ),
+    "postgresql": sa.text(
+        "CAST(accounts.tenure AS text) ILIKE :json_pattern ESCAPE '\\' AND ("
+        "accounts.tenure ->> 'fullAddress' ILIKE :pattern ESCAPE '\\'"
+        " OR EXISTS (SELECT 1 FROM json_array_elements(accounts.tenure -> 'primaryTenants') AS tenant"
+        " WHERE tenant ->> 'fullName' ILIKE :pattern ESCAPE '\\'))"
+    ),
+}
+_SEARCH_BY_TEXT = {
+    dialect: sa.select(*_WORKLIST_READ)
+    .where(_accounts.tenure.is_not(None), match)
+    .order_by(_accounts.payment_reference)
+    .limit(sa.bindparam("limit"))
+    for dialect, match in _SEARCH_TEXT.items()
+}
 # The SET clause is every column in the parameters; the b_ names are the WHERE clause's.
 _UPDATE_ACCOUNT = t.accounts.update().where(
     _accounts.id == sa.bindparam("b_id"), _accounts.version == sa.bindparam("b_expected_version")
@@ -303,6 +342,18 @@ def worklist_query(
         query = query.where(place < cursor if going_down else place > cursor)
     order = (column.desc(), _accounts.id.desc()) if going_down else (column.asc(), _accounts.id.asc())
     return query.order_by(*order).limit(limit)
+
+
+def like_pattern(text: str) -> str:
+    """`%text%` for LIKE with backslash as the escape: the text's own % and _ match only themselves."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def json_like(text: str) -> str:
+    """The text as the stored JSON writes it inside a string (a quote as \\", a backslash doubled): what
+    the JSON's own text must hold for one of its strings to hold `text`."""
+    return orjson.dumps(text).decode()[1:-1]
 
 
 def _pounds(cents: Any) -> Decimal:
@@ -553,6 +604,16 @@ class SqlAccountRepository:
         query = worklist_query(rent_group, min_weeks, min_owed, sort, descending, after, limit)
         rows = self.memory.execute(query)
         return [(account_from_row(row), Decimal(row.amount_owed).quantize(_CENT)) for row in rows]
+
+    def search(self, text: str, limit: int) -> list[Account]:
+        if is_reference_search(text):
+            high = after_prefix(text)
+            query = _SEARCH_BY_REFERENCE if high is None else _SEARCH_BY_REFERENCE_BELOW
+            rows = self.memory.execute(query, {"low": text, "high": high, "limit": limit})
+        else:
+            parameters = {"pattern": like_pattern(text), "json_pattern": like_pattern(json_like(text)), "limit": limit}
+            rows = self.memory.execute(_SEARCH_BY_TEXT[self.connection.dialect.name], parameters)
+        return [account_from_row(row) for row in rows]
 
     def interim_sources(self) -> Iterator[InterimSource]:
         a, copies = t.accounts, t.tenure_copies
