@@ -7,7 +7,7 @@ DEV := $(VENV)/.dev-installed
 # GOV.UK Frontend's compiled CSS, fonts and JavaScript for the pages (from the npm registry's package).
 FRONTEND := $(VENV)/share/govuk-frontend/.govuk-frontend-6.3.0
 
-.PHONY: run test test-fast lint format bench bench-smoke soak worker clean
+.PHONY: run demo test test-fast lint format bench bench-smoke soak worker clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
@@ -29,6 +29,11 @@ $(DEV): requirements-dev.lock $(RUNTIME) $(FRONTEND)
 ## Start the API, the finance listener and the interim sync on an embedded SQLite database.
 run: $(RUNTIME) $(FRONTEND)
 	$(BIN)/accounts serve
+
+## Load demonstration data (300 tenures, a year of rent and payments) into the database `make run` uses.
+## Running it again doubles nothing.
+demo: $(RUNTIME)
+	$(BIN)/accounts demo load
 
 ## Run the listener, outbox relay and interim sinks alone (against ACCOUNTS_BROKER_URL).
 worker: $(RUNTIME)

@@ -17,6 +17,7 @@ from accounts.adapters.database.migrate import migrate
 from accounts.adapters.database.unit_of_work import SqlAlchemyUnitOfWork
 from accounts.adapters.metrics import Metrics
 from accounts.adapters.sinks.delivery_lock import DeliveryLocks
+from accounts.demo.loader import DemoLoader
 from accounts.domain.tenure import RentGroupMap
 from accounts.service.accounts import AccountService
 from accounts.service.arrears import WorklistService
@@ -137,6 +138,13 @@ class Application:
     def worklist(self) -> WorklistService:
         """The arrears worklist, on this application's units of work (read only: nothing to wire ahead)."""
         return WorklistService(self.uow)
+
+    @property
+    def demo(self) -> DemoLoader:
+        """The demonstration data loader, on this application's own services (the paths production takes)."""
+        return DemoLoader(
+            self.tenure_events, self.accounts, self.charge_runs, self.payment_files, self.worklist, self.suspense
+        )
 
     def uow(self, read_only: bool = False) -> UnitOfWork:
         if self.uow_factory is not None:

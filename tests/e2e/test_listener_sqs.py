@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import boto3
@@ -122,10 +123,13 @@ def test_a_worker_killed_mid_drain_loses_nothing_and_applies_nothing_twice(
     stories = realistic_stories(40, seed=321)
     events = all_events(stories)
     first = service.worker(name="worker-killed")
-    service.publish_events(events)
-
-    wait_until(lambda: len(service.processed_ids()) >= 15, 30, "the first worker to get going")
-    first.kill()  # SIGKILL: what it had received reappears when the visibility timeout ends
+    # Published from a thread while we watch: a worker keeping pace with the publisher could otherwise
+    # have applied everything before the kill.
+    with ThreadPoolExecutor(1) as publisher:
+        published = publisher.submit(service.publish_events, events)
+        wait_until(lambda: len(service.processed_ids()) >= 15, 30, "the first worker to get going", pause=0.02)
+        first.kill()  # SIGKILL: what it had received reappears when the visibility timeout ends
+        published.result()
     assert not all_applied(service, events), "killed mid-drain"
 
     service.serve()

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from accounts.service.listener import Flag
 
 log = logging.getLogger("accounts")
+# `accounts demo load`'s defaults (accounts.demo.loader's, repeated so `--help` needs no import of it).
+DEMO_TENURES, DEMO_WEEKS, DEMO_SEED = 300, 52, 1
 
 
 def _stop_on_sigterm(stop: Flag) -> None:
@@ -539,6 +541,35 @@ def cmd_charges_run(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo_load(settings: Settings, args: argparse.Namespace) -> int:
+    """Load the demonstration data (accounts.demo.loader); progress on stderr, one line of counts on stdout."""
+    from accounts.bootstrap import bootstrap
+    from accounts.runtime import tune_garbage_collector
+
+    if settings.environment == "production":
+        print("not loaded: demonstration data is never loaded into a production database", file=sys.stderr)
+        return 2
+    if args.tenures < 1 or args.weeks < 1:
+        print("--tenures and --weeks must be 1 or more", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    bar = None if args.quiet else ProgressBar()
+    # The bar says how far it has got: not a log line for each of the 104 charge runs and payment files.
+    logging.getLogger("accounts.service").setLevel(max(logging.WARNING, logging.getLogger().getEffectiveLevel()))
+    application = bootstrap(settings, run_migrations=True)
+    tune_garbage_collector()
+    try:
+        report = application.demo.load(args.tenures, args.weeks, args.seed, progress=None if bar is None else bar.show)
+    finally:
+        application.close()
+    if bar is not None:
+        bar.done()
+    for rejected in report.rejected[:20]:
+        print(f"rejected: {rejected}", file=sys.stderr)
+    print(f"{report.summary()} ({_safe_url(settings.database_url)}, {time.monotonic() - started:.1f} s)")
+    return 0
+
+
 def _safe_url(url: str) -> str:
     """A URL fit for a log line: no password."""
     from sqlalchemy.engine import make_url
@@ -636,6 +667,21 @@ def build_parser() -> argparse.ArgumentParser:
     charge_run.add_argument("--limit", type=int, default=50, help="list at most this many refused charges")
     charge_run.add_argument("--quiet", action="store_true", help="no progress bar")
     charge_run.set_defaults(handler=cmd_charges_run)
+    demo = commands.add_parser("demo", help="demonstration data for trying the service out").add_subparsers(
+        dest="demo_command", required=True
+    )
+    demo_load = demo.add_parser(
+        "load",
+        help="tenures, a year of weekly charges and payments (some in arrears, some in suspense), "
+        "through the service's own paths; running it again doubles nothing",
+    )
+    demo_load.add_argument("--tenures", type=int, default=DEMO_TENURES, help="how many tenures (default %(default)s)")
+    demo_load.add_argument(
+        "--weeks", type=int, default=DEMO_WEEKS, help="rent weeks up to this one (default %(default)s)"
+    )
+    demo_load.add_argument("--seed", type=int, default=DEMO_SEED, help="the same seed, the same data")
+    demo_load.add_argument("--quiet", action="store_true", help="no progress bar")
+    demo_load.set_defaults(handler=cmd_demo_load)
     return parser
 
 

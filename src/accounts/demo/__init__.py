@@ -1,0 +1,1 @@
+"""Demonstration data: realistic tenures, a year of rent and payments, loaded through the service's own paths."""
