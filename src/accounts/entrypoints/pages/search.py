@@ -17,6 +17,6 @@ router = APIRouter(include_in_schema=False)
 def search_page(request: Request, q: str = "") -> Response:
     who = viewer(request)
     result = services(request).accounts.search(q)
-    title = f"Accounts matching ‘{result.text}’" if result.text else "Search accounts"
+    title = f"Accounts matching \u2018{result.text}\u2019" if result.text else "Search accounts"
     context = {"title": title, "query": q, "result": result, "limit": SEARCH_LIMIT}
     return render(request, "search.html", context, who=who)

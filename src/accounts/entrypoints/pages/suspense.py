@@ -29,7 +29,10 @@ from accounts.service.payment_files import SuspenseItemNotFound
 
 router = APIRouter(include_in_schema=False)
 PAGE = 50  # items a page of the list
-NO_ITEM = ("Page not found", "There is no payment in suspense at this address. Go back to the list of payments in suspense.")
+NO_ITEM = (
+    "Page not found",
+    "There is no payment in suspense at this address. Go back to the list of payments in suspense.",
+)
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,11 @@ def _banner(application: Any, posted: str | None, proposed: str | None) -> dict[
         return None
     if item.status is not status:
         return None
-    return {"kind": "posted" if posted else "proposed", "item": item, "account": _account(application, item.proposed_account_id)}
+    return {
+        "kind": "posted" if posted else "proposed",
+        "item": item,
+        "account": _account(application, item.proposed_account_id),
+    }
 
 
 @router.get("/suspense")
@@ -81,7 +88,9 @@ def suspense_list(
     try:
         after = decode_cursor(cursor) if cursor else None
     except ApiProblem:
-        raise PageProblem(400, "This page of the list does not exist", "Go back to the first page of the list.") from None
+        raise PageProblem(
+            400, "This page of the list does not exist", "Go back to the first page of the list."
+        ) from None
     page = application.suspense.list(after=after, limit=PAGE)
     wanted = {item.proposed_account_id for item in page.items if item.proposed_account_id is not None}
     accounts = {account_id: _account(application, account_id) for account_id in wanted}
@@ -127,6 +136,12 @@ def item_page(
     return render(request, "suspense_item.html", context, status=status, who=who)
 
 
+async def again(request: Request, who: Viewer, item_id: UUID, q: str, problem: Problem, status: int) -> Response:
+    """The item's page again, saying what was refused (in the error summary) with the API's status."""
+    page: Response = await in_thread(item_page, request, who, item_id, q, problem, status)
+    return page
+
+
 @router.post("/suspense/{item_id}/proposal")
 async def propose(request: Request, item_id: str) -> Response:
     who = viewer(request, write=True)
@@ -137,17 +152,17 @@ async def propose(request: Request, item_id: str) -> Response:
         account_id = UUID(str(form.get("accountId") or ""))
     except ValueError:
         problem = Problem("Choose the account the payment belongs to", "accountId")
-        return await in_thread(item_page, request, who, wanted, q, problem, 400)
+        return await again(request, who, wanted, q, problem, 400)
     try:
         await in_thread(services(request).suspense.propose, wanted, account_id, who.principal.actor)
     except SuspenseItemNotFound:
         raise PageProblem(404, *NO_ITEM) from None
     except ValidationProblem:
         problem = Problem("That account no longer exists: search for the account again", "account-search")
-        return await in_thread(item_page, request, who, wanted, q, problem, 400)
-    except SuspenseConflict as refused:
-        problem = Problem(f"The payment cannot be placed now: {refused}", "account-search")
-        return await in_thread(item_page, request, who, wanted, q, problem, 409)
+        return await again(request, who, wanted, q, problem, 400)
+    except SuspenseConflict as conflict:
+        problem = Problem(f"The payment cannot be placed now: {conflict}", "account-search")
+        return await again(request, who, wanted, q, problem, 409)
     return RedirectResponse(f"/suspense?proposed={wanted}", status_code=303)
 
 
@@ -165,8 +180,8 @@ async def approve(request: Request, item_id: str) -> Response:
             "You proposed this account, so you cannot approve it too: a different finance officer must approve it",
             "approve",
         )
-        return await in_thread(item_page, request, who, wanted, "", problem, 403)
-    except SuspenseConflict as refused:
-        problem = Problem(f"The payment cannot be approved: {refused}", "approve")
-        return await in_thread(item_page, request, who, wanted, "", problem, 409)
+        return await again(request, who, wanted, "", problem, 403)
+    except SuspenseConflict as conflict:
+        problem = Problem(f"The payment cannot be approved: {conflict}", "approve")
+        return await again(request, who, wanted, "", problem, 409)
     return RedirectResponse(f"/suspense?posted={wanted}", status_code=303)
