@@ -165,7 +165,7 @@ _SEARCH_BY_REFERENCE = (
     sa.select(*_WORKLIST_READ)
     .where(_accounts.payment_reference >= sa.bindparam("low"))
     .order_by(_accounts.payment_reference)
-    .limit(sa.bindparam("limit"))
+    .limit(sa.bindparam("limit", type_=sa.Integer))
 )
 _SEARCH_BY_REFERENCE_BELOW = _SEARCH_BY_REFERENCE.where(_accounts.payment_reference < sa.bindparam("high"))
 _SEARCH_TEXT: dict[str, sa.TextClause] = {
@@ -184,9 +184,12 @@ _SEARCH_TEXT: dict[str, sa.TextClause] = {
 }
 _SEARCH_BY_TEXT = {
     dialect: sa.select(*_WORKLIST_READ)
-    .where(_accounts.tenure.is_not(None), match)
+    .where(
+        _accounts.tenure.is_not(None),
+        match.bindparams(sa.bindparam("pattern", type_=sa.String), sa.bindparam("json_pattern", type_=sa.String)),
+    )
     .order_by(_accounts.payment_reference)
-    .limit(sa.bindparam("limit"))
+    .limit(sa.bindparam("limit", type_=sa.Integer))
     for dialect, match in _SEARCH_TEXT.items()
 }
 # The SET clause is every column in the parameters; the b_ names are the WHERE clause's.
@@ -342,6 +345,16 @@ def worklist_query(
         query = query.where(place < cursor if going_down else place > cursor)
     order = (column.desc(), _accounts.id.desc()) if going_down else (column.asc(), _accounts.id.asc())
     return query.order_by(*order).limit(limit)
+
+
+def search_query(dialect: str, text: str, limit: int) -> tuple[sa.Select[Any], dict[str, Any]]:
+    """A person's search (`AccountRepository.search`) as a statement and its parameters (the benchmark's plans too)."""
+    if is_reference_search(text):
+        high = after_prefix(text)
+        query = _SEARCH_BY_REFERENCE if high is None else _SEARCH_BY_REFERENCE_BELOW
+        return query, {"low": text, "high": high, "limit": limit}
+    parameters = {"pattern": like_pattern(text), "json_pattern": like_pattern(json_like(text)), "limit": limit}
+    return _SEARCH_BY_TEXT[dialect], parameters
 
 
 def like_pattern(text: str) -> str:
@@ -606,14 +619,8 @@ class SqlAccountRepository:
         return [(account_from_row(row), Decimal(row.amount_owed).quantize(_CENT)) for row in rows]
 
     def search(self, text: str, limit: int) -> list[Account]:
-        if is_reference_search(text):
-            high = after_prefix(text)
-            query = _SEARCH_BY_REFERENCE if high is None else _SEARCH_BY_REFERENCE_BELOW
-            rows = self.memory.execute(query, {"low": text, "high": high, "limit": limit})
-        else:
-            parameters = {"pattern": like_pattern(text), "json_pattern": like_pattern(json_like(text)), "limit": limit}
-            rows = self.memory.execute(_SEARCH_BY_TEXT[self.connection.dialect.name], parameters)
-        return [account_from_row(row) for row in rows]
+        query, parameters = search_query(self.connection.dialect.name, text, limit)
+        return [account_from_row(row) for row in self.memory.execute(query, parameters)]
 
     def interim_sources(self) -> Iterator[InterimSource]:
         a, copies = t.accounts, t.tenure_copies
