@@ -46,6 +46,7 @@ from accounts.service.unit_of_work import (
     AccountRepository,
     ChargeRuns,
     ConcurrencyConflict,
+    DailyOwed,
     DeadLetter,
     DeadLetters,
     InterimDeliveries,
@@ -674,6 +675,16 @@ class FakeTransactions:
     def owed_before(self, account_id: UUID, before: StatementCursor) -> Decimal:
         owed = sum((t.owed_change for place, t in self._statement(account_id) if place < before), ZERO)
         return owed + ZERO
+
+    def owed_by_day(self, account_id: UUID, first_day: date, last_day: date) -> DailyOwed:
+        before, days = ZERO, {}
+        for place, transaction in self._statement(account_id):
+            day = place.transaction_date
+            if day < first_day:
+                before += transaction.owed_change
+            elif day <= last_day:
+                days[day] = days.get(day, ZERO) + transaction.owed_change
+        return DailyOwed(before + ZERO, {day: owed + ZERO for day, owed in days.items()})
 
     def differences(self) -> Iterator[LedgerDifference]:
         view = self.uow.view

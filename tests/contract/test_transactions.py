@@ -341,6 +341,36 @@ def test_what_is_owed_before_a_place_in_the_statement_sums_the_transactions_list
     assert str(before_anything) == "0.00" and str(of_no_account) == "0.00"
 
 
+def test_what_is_owed_by_day_is_the_sum_before_the_first_day_then_each_days_sum_up_to_the_last(
+    uow: UowFactory,
+) -> None:
+    account, other = stored_account(uow), stored_account(uow)
+    post_all(
+        uow,
+        a_posting(account, TransactionType.CHARGE, "100.00", date(2026, 1, 5)),
+        a_posting(account, TransactionType.PAYMENT, "30.50", date(2026, 1, 11)),  # the day before the first
+        a_posting(account, TransactionType.CHARGE, "100.00", date(2026, 1, 12)),  # the first day
+        a_posting(account, TransactionType.PAYMENT, "0.25", date(2026, 1, 12)),
+        a_posting(account, TransactionType.PAYMENT, "120.00", date(2026, 1, 16)),
+        a_posting(account, TransactionType.CHARGE, "100.00", date(2026, 1, 18)),  # the last day
+        a_posting(account, TransactionType.CHARGE, "100.00", date(2026, 1, 19)),  # after it
+        a_posting(other, TransactionType.CHARGE, "7.00", date(2026, 1, 12)),
+    )
+    with uow(read_only=True) as unit:
+        found = unit.transactions.owed_by_day(account.id, date(2026, 1, 12), date(2026, 1, 18))
+        nothing_before = unit.transactions.owed_by_day(account.id, date(2025, 1, 1), date(2025, 1, 7))
+        of_no_account = unit.transactions.owed_by_day(uuid.uuid4(), date(2026, 1, 12), date(2026, 1, 18))
+
+    assert str(found.before) == "69.50"
+    assert {day: str(owed) for day, owed in found.days.items()} == {
+        date(2026, 1, 12): "99.75",
+        date(2026, 1, 16): "-120.00",
+        date(2026, 1, 18): "100.00",
+    }
+    assert str(nothing_before.before) == "0.00" and nothing_before.days == {}
+    assert str(of_no_account.before) == "0.00" and of_no_account.days == {}
+
+
 def test_the_ledger_lists_exactly_the_accounts_whose_balance_is_not_the_sum_of_their_transactions(
     uow: UowFactory,
 ) -> None:

@@ -239,3 +239,34 @@ def test_the_public_health_checks_say_nothing_but_their_health(
     assert response.status_code == 200
     assert set(response.json()) <= {"status", "checks"}
     assert app.settings.jwt_secret not in response.text
+
+
+def protected_pages(account: dict[str, Any]) -> list[str]:
+    """Every page that shows accounts (not in the OpenAPI document): a path a reader's cookie opens."""
+    return [f"/accounts/{account['id']}", f"/accounts/{account['id']}/statement.csv"]
+
+
+def test_every_page_refuses_every_bad_cookie_with_a_page_saying_why(
+    make_client: Callable[..., tuple[Application, TestClient]],
+) -> None:
+    app, client = make_client()
+    secret = app.settings.jwt_secret
+    good = f"Bearer {hs256(secret)}"
+    account = client.post("/api/v1/accounts", json=tenure_request(), headers={"Authorization": good}).json()
+    attacker = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    reader = hs256(secret, groups=["housing-finance-read"])
+    for path in protected_pages(account):
+        for label, authorization, status in forged_hs256_tokens(secret, attacker.decode()):
+            token = (authorization or "").removeprefix("Bearer ")
+            cookies = {app.settings.auth_cookie: token} if token else {}
+            # As a browser sends it: the cookie, whatever the Authorization header says.
+            browser = TestClient(client.app, cookies=cookies, raise_server_exceptions=False)
+            response = browser.get(path, headers={"Authorization": good})
+            where = f"{label}: {path}"
+            assert response.status_code == status, f"{where} answered {response.status_code}"
+            assert response.headers["content-type"].startswith("text/html"), where
+            assert ("Sign in" if status == 401 else "housing-finance-read") in response.text, where
+        browser = TestClient(client.app, cookies={app.settings.auth_cookie: reader}, raise_server_exceptions=False)
+        assert browser.get(path).status_code == 200, path

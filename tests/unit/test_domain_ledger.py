@@ -24,6 +24,7 @@ from accounts.domain.ledger import (
     TransactionType,
     balance_of,
     opening_balance,
+    owed_at_week_ends,
     post,
     refuse_second_reversal,
     reverse,
@@ -679,3 +680,20 @@ def test_a_transaction_never_changes() -> None:
 
     with pytest.raises(dataclasses.FrozenInstanceError):
         transaction.amount = Decimal("1.00")  # type: ignore[misc]
+
+
+def test_what_is_owed_at_each_weeks_end_adds_each_days_change_to_what_was_owed_before() -> None:
+    from accounts.domain.rent_week import rent_weeks_up_to
+
+    weeks = rent_weeks_up_to(date(2026, 4, 22), 3)  # Mondays 6, 13 and 20 April 2026
+    days = {
+        date(2026, 4, 6): Decimal("100.00"),  # a Monday: its own week
+        date(2026, 4, 12): Decimal("-30.50"),  # a Sunday: still the first week
+        date(2026, 4, 20): Decimal("-0.25"),
+        date(2026, 4, 27): Decimal("999.00"),  # after the last week: counted nowhere
+    }
+
+    owed = owed_at_week_ends(Decimal("10.00"), days, weeks)
+
+    assert [str(value) for value in owed] == ["79.50", "79.50", "79.25"]
+    assert owed_at_week_ends(Decimal("0.00"), {}, weeks) == [Decimal("0.00")] * 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import date, timedelta
 
 import pytest
@@ -15,6 +16,7 @@ from accounts.domain.rent_week import (
     RentWeek,
     rent_week_of,
     rent_week_starting,
+    rent_weeks_up_to,
     rent_year_start,
     weeks_in_rent_year,
 )
@@ -205,3 +207,20 @@ def test_the_first_and_last_days_with_a_rent_week() -> None:
 def test_a_week_that_disagrees_with_the_calendar_cannot_be_made(year: int, period: int, starts: date) -> None:
     with pytest.raises(ValueError):
         RentWeek(year, period, starts)
+
+
+def test_the_last_52_rent_weeks_run_monday_to_monday_back_across_the_rent_year() -> None:
+    weeks = rent_weeks_up_to(date(2026, 4, 8), 52)  # a Wednesday in week 1 of 2026/27
+
+    assert len(weeks) == 52
+    assert weeks[-1].label == "2026/27 week 1" and weeks[-1].starts == date(2026, 4, 6)
+    assert weeks[-2].label == "2025/26 week 52"
+    assert weeks[0].starts == date(2026, 4, 6) - timedelta(weeks=51)
+    assert all(later.starts - earlier.starts == timedelta(days=7) for earlier, later in itertools.pairwise(weeks))
+
+
+def test_the_last_weeks_stop_where_the_calendar_of_rent_weeks_starts() -> None:
+    assert [week.starts for week in rent_weeks_up_to(FIRST_DAY + timedelta(days=8), 52)] == [
+        FIRST_DAY,
+        FIRST_DAY + timedelta(days=7),
+    ]

@@ -106,3 +106,40 @@ def test_a_balance_set_by_a_change_is_explained_by_an_adjustment(fakes: OnFakes)
         (TransactionType.ADJUSTMENT, Direction.INCREASE_OWED, Decimal("15.00")),
     ]
     assert list(fakes.app.ledger.verify()) == []
+
+
+def test_the_overview_has_the_worklist_figures_and_the_balance_at_the_end_of_each_of_the_last_52_weeks(
+    fakes: OnFakes,
+) -> None:
+    from datetime import UTC, datetime
+
+    from accounts.domain.account import ConsolidatedCharge
+
+    fakes.app.ledger.clock = lambda: datetime(2026, 4, 22, 9, 30, tzinfo=UTC)  # Wednesday of 2026/27 week 3
+    rent = (ConsolidatedCharge("Rent", "Weekly", Decimal("100.00")),)
+    account = fakes.app.accounts.create(a_tenure_master(consolidated_charges=rent), OFFICER, uuid.uuid4())
+    for kind, amount, day in [
+        (TransactionType.CHARGE, "100.00", date(2025, 1, 6)),  # before the 52 weeks: their opening
+        (TransactionType.CHARGE, "100.00", date(2026, 4, 6)),
+        (TransactionType.PAYMENT, "30.00", date(2026, 4, 12)),  # the Sunday: still week 1
+        (TransactionType.CHARGE, "100.00", date(2026, 4, 20)),
+        (TransactionType.CHARGE, "100.00", date(2026, 4, 27)),  # next week: not yet on the chart
+    ]:
+        fakes.app.ledger.post(account.id, a_posting(kind, amount, transaction_date=day), OFFICER, uuid.uuid4())
+
+    overview = fakes.app.ledger.overview(account.id)
+
+    assert len(overview.weeks) == 52 and overview.weeks[-1].week.label == "2026/27 week 3"
+    assert overview.weeks[-1].week.starts == date(2026, 4, 20) and overview.weeks[0].week.starts == date(2025, 4, 28)
+    assert [str(w.balance) for w in overview.weeks[-4:]] == ["-100.00", "-170.00", "-170.00", "-270.00"]
+    assert all(str(w.balance) == "-100.00" for w in overview.weeks[:-3])
+    assert overview.account.account_balance == Decimal("-370.00")
+    assert overview.figures.amount_owed == Decimal("370.00") and overview.figures.weekly_charge == Decimal("100.00")
+    assert overview.figures.weeks_in_arrears == Decimal("3.7")
+
+
+def test_there_is_no_overview_of_an_account_that_does_not_exist(fakes: OnFakes) -> None:
+    from accounts.service.accounts import AccountNotFound
+
+    with pytest.raises(AccountNotFound):
+        fakes.app.ledger.overview(uuid.uuid4())

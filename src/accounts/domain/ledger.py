@@ -12,9 +12,9 @@ Tenure (NegativeIsArrears) a charge makes the balance more negative.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -369,6 +369,21 @@ def _transaction(
         reverses_id=reverses_id,
         balance_after=balance_after,
     )
+
+
+def owed_at_week_ends(before: Decimal, days: Mapping[date, Decimal], weeks: Sequence[RentWeek]) -> list[Decimal]:
+    """What is owed at the end of each of `weeks` (consecutive, oldest first): `before` (all that was
+    owed before the first of them) plus what each day's transactions add, up to that week's Sunday.
+    Days after the last week count nowhere."""
+    owed, at_ends = before, []
+    by_week: dict[date, Decimal] = {}
+    for day, change in days.items():
+        monday = day - timedelta(days=day.weekday())
+        by_week[monday] = by_week.get(monday, ZERO) + change
+    for week in weeks:
+        owed += by_week.get(week.starts, ZERO)
+        at_ends.append(owed + ZERO)
+    return at_ends
 
 
 def _positive_amount(amount: Decimal) -> Decimal:

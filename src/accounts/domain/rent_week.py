@@ -91,6 +91,16 @@ def rent_week_of(day: date) -> RentWeek:
     return RentWeek(financial_year, weeks + 1, start + weeks * WEEK)
 
 
+def rent_weeks_up_to(day: date, count: int) -> list[RentWeek]:
+    """The `count` rent weeks ending with the week `day` falls in, oldest first (across rent years:
+    weeks are Mondays one after another); fewer where the calendar of rent weeks starts."""
+    this_week = rent_week_of(day)
+    weeks = []
+    for back in range(min(count, (this_week.starts - FIRST_DAY).days // 7 + 1) - 1, -1, -1):
+        weeks.append(rent_week_of(this_week.starts - back * WEEK))
+    return weeks
+
+
 def rent_week_starting(monday: date) -> RentWeek:
     """The rent week that starts on `monday` (a client's `weekStarting`)."""
     if monday.weekday() != MONDAY:

@@ -17,8 +17,10 @@ from uuid import UUID, uuid4
 
 from accounts.domain import ledger
 from accounts.domain.account import Account, Actor, Change
+from accounts.domain.arrears import WorklistEntry, worklist_entry
 from accounts.domain.ledger import LedgerConflict, PostingRequest, Transaction
 from accounts.domain.polarity import ZERO, Polarity
+from accounts.domain.rent_week import RentWeek, rent_weeks_up_to
 from accounts.service.accounts import (
     AccountNotFound,
     Clock,
@@ -66,6 +68,25 @@ class Statement:
     closing_balance: Decimal  # after its last line
     lines: list[StatementLine]
     next_page: StatementCursor | None
+
+
+@dataclass(frozen=True)
+class WeekBalance:
+    week: RentWeek
+    balance: Decimal  # the account's balance at the end of the week (its Sunday), as the statement counts it
+
+
+@dataclass(frozen=True)
+class AccountOverview:
+    """An account as a caseworker reads it: its figures today (as the worklist works them out) and its
+    balance at the end of each of the last rent weeks, oldest first, the current week last."""
+
+    account: Account
+    figures: WorklistEntry
+    weeks: list[WeekBalance]
+
+
+CHART_WEEKS = 52
 
 
 @dataclass
@@ -175,6 +196,25 @@ class LedgerService:
             balance = balance + transaction.balance_change(polarity) + ZERO
             lines.append(StatementLine(transaction, balance))
         return Statement(account, opening, balance, lines, rows[-1][0] if more else None)
+
+    def overview(self, account_id: UUID, *, weeks: int = CHART_WEEKS) -> AccountOverview:
+        """The account, its worklist figures, and its balance at the end of the last `weeks` rent weeks
+        (from the ledger in one read: what was owed before them, and what each day since added)."""
+        today = self.clock().date()
+        rent_weeks = rent_weeks_up_to(today, weeks)
+        with self.uow_factory(read_only=True) as uow:
+            account = uow.accounts.get(account_id)
+            if account is None:
+                raise AccountNotFound(account_id)
+            target_type = target_type_of(uow, account.target_type)
+            daily = uow.transactions.owed_by_day(account_id, rent_weeks[0].starts, rent_weeks[-1].ends)
+        owed = ledger.owed_at_week_ends(daily.before, daily.days, rent_weeks)
+        balances = [
+            WeekBalance(week, _balance(at_end, target_type.polarity))
+            for week, at_end in zip(rent_weeks, owed, strict=True)
+        ]
+        figures = worklist_entry(account, target_type.amount_owed(account.account_balance), today)
+        return AccountOverview(account, figures, balances)
 
     def verify(self) -> Iterator[LedgerDifference]:
         """Every account whose balance is not the sum of its transactions (none, when all is well)."""

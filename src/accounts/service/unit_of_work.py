@@ -234,6 +234,14 @@ class StatementCursor(NamedTuple):
     position: int
 
 
+class DailyOwed(NamedTuple):
+    """What an account's transactions add to what is owed: all those dated before a day, and those of
+    each day from it on (days with none left out). A balance at the end of any of those days follows."""
+
+    before: Decimal
+    days: dict[date, Decimal]
+
+
 class LedgerDifference(NamedTuple):
     """An account whose stored balance is not the sum of its transactions (`accounts ledger verify`)."""
 
@@ -278,6 +286,10 @@ class Transactions(Protocol):
     def owed_before(self, account_id: UUID, before: StatementCursor) -> Decimal:
         """How much the transactions before that place in the statement add to what is owed
         (the sum of each one's `owed_change`): a statement page's opening balance, polarity aside."""
+
+    def owed_by_day(self, account_id: UUID, first_day: date, last_day: date) -> DailyOwed:
+        """In one read: how much the transactions dated before `first_day` add to what is owed, and how
+        much those of each day from `first_day` to `last_day` add (the balance chart's weeks)."""
 
     def differences(self) -> Iterator[LedgerDifference]:
         """Every account whose balance is not the sum of its transactions (with its target type's polarity)."""

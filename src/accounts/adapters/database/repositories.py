@@ -65,6 +65,7 @@ from accounts.domain.polarity import Polarity, TargetType
 from accounts.domain.tenure import TenureRecord
 from accounts.service.unit_of_work import (
     ConcurrencyConflict,
+    DailyOwed,
     DeadLetter,
     InterimSource,
     LedgerDifference,
@@ -287,6 +288,24 @@ _OWED_BEFORE = sa.select(sa.func.coalesce(sa.func.sum(_OWED_CHANGE), 0)).where(
     _ledger.account_id == sa.bindparam("account_id"),
     _statement_place
     < sa.tuple_(sa.bindparam("transaction_date", type_=sa.Date), sa.bindparam("position", type_=sa.Integer)),
+)
+
+# The balance chart's read: what is owed before the first day (the one row whose day is NULL), then what
+# each day from it to the last adds. Two selects in one statement, each on the statement index.
+_OWED_BY_DAY = sa.union_all(
+    sa.select(
+        sa.cast(sa.null(), sa.Date).label("day"), sa.func.coalesce(sa.func.sum(_OWED_CHANGE), 0).label("owed")
+    ).where(
+        _ledger.account_id == sa.bindparam("account_id"),
+        _ledger.transaction_date < sa.bindparam("first_day", type_=sa.Date),
+    ),
+    sa.select(_ledger.transaction_date.label("day"), sa.func.sum(_OWED_CHANGE).label("owed"))
+    .where(
+        _ledger.account_id == sa.bindparam("account_id"),
+        _ledger.transaction_date >= sa.bindparam("first_day", type_=sa.Date),
+        _ledger.transaction_date <= sa.bindparam("last_day", type_=sa.Date),
+    )
+    .group_by(_ledger.transaction_date),
 )
 
 
@@ -990,6 +1009,16 @@ class SqlTransactions:
             "position": before.position,
         }
         return _pounds(self.memory.execute(_OWED_BEFORE, parameters).scalar_one())
+
+    def owed_by_day(self, account_id: UUID, first_day: date, last_day: date) -> DailyOwed:
+        parameters = {"account_id": account_id, "first_day": first_day, "last_day": last_day}
+        before, days = Decimal("0.00"), {}
+        for row in self.memory.execute(_OWED_BY_DAY, parameters):
+            if row.day is None:
+                before = _pounds(row.owed)
+            else:
+                days[row.day] = _pounds(row.owed)
+        return DailyOwed(before, days)
 
     def differences(self) -> Iterator[LedgerDifference]:
         query = _DIFFERENCES.execution_options(yield_per=_STREAM_ROWS)

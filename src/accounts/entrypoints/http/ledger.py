@@ -27,7 +27,7 @@ from accounts.entrypoints.http.cursors import bad_cursor, opaque, parts_of
 from accounts.entrypoints.http.problems import ApiProblem, problem_responses
 from accounts.entrypoints.http.reads import AccountId, authorise_read, parse_uuid
 from accounts.entrypoints.http.schemas import ReversalIn, StatementOut, TransactionIn, TransactionOut
-from accounts.service.ledger import Posted, Statement, StatementLine
+from accounts.service.ledger import LedgerService, Posted, Statement, StatementLine
 from accounts.service.unit_of_work import StatementCursor
 
 MAX_PAGE = 1000
@@ -90,6 +90,36 @@ def csv_lines(pages: Iterator[Statement]) -> Iterator[str]:
         yield buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()
+
+
+def statement_csv(
+    ledger: LedgerService,
+    account_id: UUID,
+    *,
+    from_date: date | None = None,
+    to_date: date | None = None,
+    after: StatementCursor | None = None,
+) -> StreamingResponse:
+    """The statement as a CSV download, read and written a page at a time (the API's and the account
+    page's alike). Its first page is read before answering: an unknown account is raised, not streamed."""
+    first = ledger.statement(account_id, from_date=from_date, to_date=to_date, after=after, limit=MAX_PAGE)
+
+    def pages() -> Iterator[Statement]:
+        page = first
+        yield page
+        while page.next_page is not None:
+            page = ledger.statement(
+                account_id, from_date=from_date, to_date=to_date, after=page.next_page, limit=MAX_PAGE
+            )
+            yield page
+
+    filename = f"statement-{first.account.payment_reference}.csv"
+    return StreamingResponse(
+        csv_lines(pages()),
+        media_type=f"{CSV_TYPE}; charset=utf-8",
+        # Names and money: kept by no cache on the way (a browser's download included).
+        headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
+    )
 
 
 def wants_csv(request: Request) -> bool:
@@ -186,22 +216,6 @@ def add_ledger_routes(router: APIRouter) -> None:
         ledger = services(request).ledger
         after = decode_cursor(cursor) if cursor else None
         if wants_csv(request):
-            first = ledger.statement(account_id, from_date=from_, to_date=to, after=after, limit=MAX_PAGE)
-
-            def pages() -> Iterator[Statement]:
-                page = first
-                yield page
-                while page.next_page is not None:
-                    page = ledger.statement(
-                        account_id, from_date=from_, to_date=to, after=page.next_page, limit=MAX_PAGE
-                    )
-                    yield page
-
-            filename = f"statement-{first.account.payment_reference}.csv"
-            return StreamingResponse(
-                csv_lines(pages()),
-                media_type=f"{CSV_TYPE}; charset=utf-8",
-                headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-            )
+            return statement_csv(ledger, account_id, from_date=from_, to_date=to, after=after)
         page = ledger.statement(account_id, from_date=from_, to_date=to, after=after, limit=limit)
         return json_response(statement_wire(page))
