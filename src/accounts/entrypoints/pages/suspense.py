@@ -40,7 +40,7 @@ class Problem:
     """What the service refused, for the error summary: the words, and the field they are about."""
 
     text: str
-    field: str
+    field: str  # the id the error summary links to ("": about the whole item, no link)
 
 
 def _item_id(text: str) -> UUID:
@@ -161,7 +161,7 @@ async def propose(request: Request, item_id: str) -> Response:
         problem = Problem("That account no longer exists: search for the account again", "account-search")
         return await again(request, who, wanted, q, problem, 400)
     except SuspenseConflict as conflict:
-        problem = Problem(f"The payment cannot be placed now: {conflict}", "account-search")
+        problem = Problem(f"The payment cannot be placed now: {conflict}", "")
         return await again(request, who, wanted, q, problem, 409)
     return RedirectResponse(f"/suspense?proposed={wanted}", status_code=303)
 
@@ -182,6 +182,6 @@ async def approve(request: Request, item_id: str) -> Response:
         )
         return await again(request, who, wanted, "", problem, 403)
     except SuspenseConflict as conflict:
-        problem = Problem(f"The payment cannot be approved: {conflict}", "approve")
+        problem = Problem(f"The payment cannot be approved: {conflict}", "")
         return await again(request, who, wanted, "", problem, 409)
     return RedirectResponse(f"/suspense?posted={wanted}", status_code=303)
