@@ -41,7 +41,7 @@ NAMES = [
     "a whole payment reference",
     "its first 7 digits",
     "a common name (1 in 6)",
-    "a house and street (about 1 in 1,800)",
+    "a house and street (1 in 900)",
     "text no account has (worst: every row)",
 ]
 

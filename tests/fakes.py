@@ -423,7 +423,8 @@ class FakeAccounts:
                 names = [tenant.full_name for tenant in tenure.primary_tenants]
                 return any(wanted in value.lower() for value in [tenure.full_address or "", *names])
 
-            found = [account for account in accounts if matches(account.tenure)]
+            # As the SQL's scan: the first `limit` matches in the order stored, then by reference.
+            found = [account for account in accounts if matches(account.tenure)][:limit]
         return sorted(found, key=lambda account: account.payment_reference)[:limit]
 
     def interim_sources(self) -> Iterator[InterimSource]:
