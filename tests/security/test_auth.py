@@ -246,6 +246,7 @@ def protected_pages(account: dict[str, Any]) -> list[str]:
     return [
         f"/accounts/{account['id']}",
         f"/accounts/{account['id']}/statement.csv",
+        "/interim",
         "/search?q=Smith",
         f"/search?q={account['paymentReference']}",
         "/suspense",

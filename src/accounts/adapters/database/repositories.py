@@ -20,6 +20,7 @@ writes writes what memory kept first (`Memory.execute`), so it always sees it.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import date, datetime
 from decimal import Decimal
@@ -1247,6 +1248,14 @@ class SqlInterimDeliveries:
         query = sa.select(t.interim_sinks.c.last_delivered_at).where(t.interim_sinks.c.sink == sink)
         return aware(self.memory.execute(query).scalar())
 
+    def last_error(self, sink: str) -> str | None:
+        query = sa.select(t.interim_sinks.c.last_error).where(t.interim_sinks.c.sink == sink)
+        error = self.memory.execute(query).scalar()
+        return None if error is None else str(error)
+
+
+_letters = t.dead_letters.c
+
 
 class SqlDeadLetters:
     def __init__(self, memory: Memory) -> None:
@@ -1274,10 +1283,41 @@ class SqlDeadLetters:
             )
         )
 
-    def list(self, include_replayed: bool = False) -> list[DeadLetter]:
-        query = sa.select(t.dead_letters).order_by(t.dead_letters.c.id)
+    def list(
+        self, include_replayed: bool = False, *, after: int | None = None, limit: int | None = None
+    ) -> builtins.list[DeadLetter]:
+        query = sa.select(t.dead_letters).order_by(_letters.id)
         if not include_replayed:
-            query = query.where(t.dead_letters.c.replayed_at.is_(None))
+            query = query.where(_letters.replayed_at.is_(None))
+        if after is not None:
+            query = query.where(_letters.id > after)
+        if limit is not None:
+            query = query.limit(limit)
+        return self._letters(query)
+
+    def count(self, include_replayed: bool = False) -> int:
+        query = sa.select(sa.func.count()).select_from(t.dead_letters)
+        if not include_replayed:
+            query = query.where(_letters.replayed_at.is_(None))
+        return int(self.memory.execute(query).scalar_one())
+
+    def get(self, dead_letter_id: int) -> DeadLetter | None:
+        found = self._letters(sa.select(t.dead_letters).where(_letters.id == dead_letter_id))
+        return found[0] if found else None
+
+    def by_event_id(self, event_id: str) -> builtins.list[DeadLetter]:
+        return self._letters(sa.select(t.dead_letters).where(_letters.event_id == event_id).order_by(_letters.id))
+
+    def replayed(self, limit: int) -> builtins.list[DeadLetter]:
+        query = (
+            sa.select(t.dead_letters)
+            .where(_letters.replayed_at.is_not(None))
+            .order_by(_letters.replayed_at.desc(), _letters.id.desc())
+            .limit(limit)
+        )
+        return self._letters(query)
+
+    def _letters(self, query: sa.Select[Any]) -> builtins.list[DeadLetter]:
         return [
             DeadLetter(
                 id=row.id,
