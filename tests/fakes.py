@@ -23,13 +23,13 @@ from typing import Any
 from uuid import UUID
 
 from accounts.adapters.database.rows import account_json, outbox_values, worklist_values
-from accounts.domain.account import Account, AccountType, RentGroupType, oldest_first, wire_view
+from accounts.domain.account import Account, AccountTenure, AccountType, RentGroupType, oldest_first, wire_view
 from accounts.domain.arrears import WorklistSort
 from accounts.domain.charges import ChargeRun
 from accounts.domain.events import EventEnvelope
 from accounts.domain.interim import InterimRow
 from accounts.domain.ledger import Transaction
-from accounts.domain.payment_reference import FIRST_SERIAL
+from accounts.domain.payment_reference import FIRST_SERIAL, is_reference_search
 from accounts.domain.polarity import DEFAULT_TARGET_TYPES, ZERO, Polarity, TargetType
 from accounts.domain.suspense import SuspenseItem, SuspenseStatus
 from accounts.domain.tenure import TenureRecord
@@ -414,6 +414,24 @@ class FakeAccounts:
             found.append((place, account, owed))
         found.sort(key=lambda entry: entry[0], reverse=going_down)
         return [(account, owed) for _, account, owed in found[:limit]]
+
+    def search(self, text: str, limit: int) -> list[Account]:
+        """As the SQL: a reference's first digits, or part of the address or a tenant's name, case aside."""
+        accounts = [account for account, _ in self.uow.view.accounts.values()]
+        if is_reference_search(text):
+            found = [account for account in accounts if account.payment_reference.startswith(text)]
+        else:
+            wanted = text.lower()
+
+            def matches(tenure: AccountTenure | None) -> bool:
+                if tenure is None:
+                    return False
+                names = [tenant.full_name for tenant in tenure.primary_tenants]
+                return any(wanted in value.lower() for value in [tenure.full_address or "", *names])
+
+            # As the SQL's scan: the first `limit` matches in the order stored, then by reference.
+            found = [account for account in accounts if matches(account.tenure)][:limit]
+        return sorted(found, key=lambda account: account.payment_reference)[:limit]
 
     def interim_sources(self) -> Iterator[InterimSource]:
         view = self.uow.view

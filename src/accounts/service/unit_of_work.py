@@ -171,6 +171,17 @@ class AccountRepository(Protocol):
     def interim_sources(self) -> Iterator[InterimSource]:
         """What every tenure Master account's interim row is made from."""
 
+    def search(self, text: str, limit: int) -> list[Account]:
+        """At most `limit` accounts a person's search finds, in payment reference order.
+
+        `text` of digits alone (`payment_reference.is_reference_search`) is a payment reference or its
+        first digits: the first `limit` of a range of the payment reference index, whose first entry is the
+        exact reference when one holds it (it sorts before its longer namesakes). Any other text is part of
+        the tenure's address or of a primary tenant's name, case aside (ASCII letters only, on SQLite): a scan
+        that stops at the `limit`-th match, so when more match, which of them are found is the storage's
+        (the caller asks for a narrower search).
+        """
+
     def after(self, account_id: UUID | None, limit: int) -> list[Account]:
         """At most `limit` accounts in id order, after `account_id` (from the first when None), held for
         update until the transaction ends (a charge run's batch)."""

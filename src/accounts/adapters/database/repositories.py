@@ -27,6 +27,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as postgresql_dml
 from sqlalchemy.dialects import sqlite as sqlite_dml
@@ -54,7 +55,13 @@ from accounts.domain.arrears import WorklistSort
 from accounts.domain.events import EventEnvelope
 from accounts.domain.interim import InterimRow
 from accounts.domain.ledger import Direction, Transaction
-from accounts.domain.payment_reference import LAST_SERIAL, SERIAL_DIGITS, serial_of
+from accounts.domain.payment_reference import (
+    LAST_SERIAL,
+    SERIAL_DIGITS,
+    after_prefix,
+    is_reference_search,
+    serial_of,
+)
 from accounts.domain.polarity import Polarity, TargetType
 from accounts.domain.tenure import TenureRecord
 from accounts.service.unit_of_work import (
@@ -152,6 +159,40 @@ _WORKLIST_COLUMNS = {sort: _accounts[t.WORKLIST_SORT_COLUMNS[name]] for sort, na
 _IN_ARREARS = {sort: sa.text(t.IN_ARREARS[name]) for sort, name in _WORKLIST_SORTS.items()}
 _WORKLIST_READ = [column for column in t.accounts.c if column.name != "wire"]  # an account, less its wire JSON
 _CENT = Decimal("0.01")
+# A person's search (`AccountRepository.search`). A payment reference's first digits: a range of its unique
+# index, read in order. Other text: part of the tenure's address or of a primary tenant's name, case aside,
+# in the account's `tenure` JSON. A scan, made as cheap as a scan can be: the stored JSON's text must hold the
+# text first (as JSON writes it: `json_like`; on PostgreSQL `strpos` of the lowered text, a third quicker than
+# ILIKE), and only the rows that do are read as JSON; and no ORDER BY, so the scan goes in the table's order
+# and stops at the limit's match (ordered by reference, the planner chose a whole scan and a sort whenever it
+# expected the index's order to take long: 8 s at 1,000,000 accounts where this takes a tenth of that).
+_SEARCH_BY_REFERENCE = (
+    sa.select(*_WORKLIST_READ)
+    .where(_accounts.payment_reference >= sa.bindparam("low"))
+    .order_by(_accounts.payment_reference)
+    .limit(sa.bindparam("limit", type_=sa.Integer))
+)
+_SEARCH_BY_REFERENCE_BELOW = _SEARCH_BY_REFERENCE.where(_accounts.payment_reference < sa.bindparam("high"))
+_SEARCH_TEXT: dict[str, sa.TextClause] = {
+    "sqlite": sa.text(
+        "accounts.tenure LIKE :json_pattern ESCAPE '\\' AND ("
+        "json_extract(accounts.tenure, '$.fullAddress') LIKE :pattern ESCAPE '\\'"
+        " OR EXISTS (SELECT 1 FROM json_each(accounts.tenure, '$.primaryTenants') AS tenant"
+        " WHERE json_extract(tenant.value, '$.fullName') LIKE :pattern ESCAPE '\\'))"
+    ).bindparams(sa.bindparam("pattern", type_=sa.String), sa.bindparam("json_pattern", type_=sa.String)),
+    "postgresql": sa.text(
+        "strpos(lower(CAST(accounts.tenure AS text)), lower(:json_text)) > 0 AND ("
+        "accounts.tenure ->> 'fullAddress' ILIKE :pattern ESCAPE '\\'"
+        " OR EXISTS (SELECT 1 FROM json_array_elements(accounts.tenure -> 'primaryTenants') AS tenant"
+        " WHERE tenant ->> 'fullName' ILIKE :pattern ESCAPE '\\'))"
+    ).bindparams(sa.bindparam("pattern", type_=sa.String), sa.bindparam("json_text", type_=sa.String)),
+}
+_SEARCH_BY_TEXT = {
+    dialect: sa.select(*_WORKLIST_READ)
+    .where(_accounts.tenure.is_not(None), match)
+    .limit(sa.bindparam("limit", type_=sa.Integer))
+    for dialect, match in _SEARCH_TEXT.items()
+}
 # The SET clause is every column in the parameters; the b_ names are the WHERE clause's.
 _UPDATE_ACCOUNT = t.accounts.update().where(
     _accounts.id == sa.bindparam("b_id"), _accounts.version == sa.bindparam("b_expected_version")
@@ -323,6 +364,34 @@ def worklist_query(
         query = query.where(place < cursor if going_down else place > cursor)
     order = (column.desc(), _accounts.id.desc()) if going_down else (column.asc(), _accounts.id.asc())
     return query.order_by(*order).limit(limit)
+
+
+def search_query(dialect: str, text: str, limit: int) -> tuple[sa.Select[Any], dict[str, Any]]:
+    """A person's search (`AccountRepository.search`) as a statement and its parameters (the benchmark's plans too)."""
+    if is_reference_search(text):
+        high = after_prefix(text)
+        query = _SEARCH_BY_REFERENCE if high is None else _SEARCH_BY_REFERENCE_BELOW
+        return query, {"low": text, "high": high, "limit": limit}
+    in_json = json_like(text)
+    parameters = {
+        "pattern": like_pattern(text),
+        "json_text": in_json,
+        "json_pattern": like_pattern(in_json),
+        "limit": limit,
+    }
+    return _SEARCH_BY_TEXT[dialect], parameters
+
+
+def like_pattern(text: str) -> str:
+    """`%text%` for LIKE with backslash as the escape: the text's own % and _ match only themselves."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def json_like(text: str) -> str:
+    """The text as the stored JSON writes it inside a string (a quote as \\", a backslash doubled): what
+    the JSON's own text must hold for one of its strings to hold `text`."""
+    return orjson.dumps(text).decode()[1:-1]
 
 
 def _pounds(cents: Any) -> Decimal:
@@ -573,6 +642,11 @@ class SqlAccountRepository:
         query = worklist_query(rent_group, min_weeks, min_owed, sort, descending, after, limit)
         rows = self.memory.execute(query)
         return [(account_from_row(row), Decimal(row.amount_owed).quantize(_CENT)) for row in rows]
+
+    def search(self, text: str, limit: int) -> list[Account]:
+        query, parameters = search_query(self.connection.dialect.name, text, limit)
+        found = [account_from_row(row) for row in self.memory.execute(query, parameters)]
+        return sorted(found, key=lambda account: account.payment_reference)
 
     def interim_sources(self) -> Iterator[InterimSource]:
         a, copies = t.accounts, t.tenure_copies
