@@ -760,7 +760,8 @@ def details(outcome: Outcome) -> str:
             lines.append(
                 f"- intake, batches of {a.batch:,}: {a.envelopes:,} envelopes accepted in {a.seconds:.2f} s "
                 f"({a.rate:,.0f}/s; the ceiling {a.ceiling_seconds:.2f} s, {a.ceiling_rate:,.0f}/s), answers "
-                f"{a.statuses}, service peak RSS {a.peak_rss / MB:.0f} MB"
+                f"{a.statuses}; the service used {CpuUse(**a.cpu).seconds.get(SERVICE, 0.0) / a.envelopes * 1e6:.0f} "
+                f"µs of CPU an envelope; service peak RSS {a.peak_rss / MB:.0f} MB"
             )
         e = outcome.intake.end_to_end
         if e:
@@ -770,7 +771,9 @@ def details(outcome: Outcome) -> str:
                 f"{e.accepted_seconds:.1f} s ({e.events / e.accepted_seconds:,.0f}/s accepted while the listener "
                 f"ran; {e.applied_while_accepting:,} applied by then), all applied after {e.applied_seconds:.1f} s "
                 f"({e.events / e.applied_seconds:,.0f}/s), in every sink after {e.seconds:.1f} s ({e.rate:,.0f}/s); "
-                f"answers {e.statuses}; dead letters {e.dead_letters}; peak RSS {e.peak_rss / MB:.0f} MB (with "
+                f"answers {e.statuses}; dead letters {e.dead_letters}; `accounts serve` and its relay-and-sinks "
+                f"process used {CpuUse(**e.cpu).seconds.get(SERVICE, 0.0) / e.events * 1000:.2f} ms of CPU an "
+                f"event; peak RSS {e.peak_rss / MB:.0f} MB (with "
                 f"the relay-and-sinks process). Broker ceiling: publish {b.messages / b.publish_seconds:,.0f}/s, "
                 f"consume+ack {b.messages / b.consume_seconds:,.0f}/s."
             )
@@ -958,6 +961,7 @@ def render(outcomes: list[Outcome], args: argparse.Namespace, smoke: bool, load_
         "make bench-smoke    # seconds: the scripts work and the tables are well formed (what CI runs; the\n"
         "                    # production topology too when PostgreSQL and RabbitMQ answer)\n"
         ".venv/bin/python -m bench --topology production --only listener --listener-sizes 1000,10000\n"
+        ".venv/bin/python -m bench --only intake  # the events intake alone, both topologies (about 20 minutes)\n"
         "BENCH_POSTGRES_URL=postgresql+psycopg://postgres@db.example/postgres \\\n"
         "BENCH_RABBITMQ_URL=amqp://guest:guest@mq.example:5672/%2F .venv/bin/python -m bench\n```\n",
         "Install `wrk` (`apt-get install wrk`) for the HTTP reads; without it a Python generator in its own process "
