@@ -2,7 +2,7 @@
 
     python -m bench                      # everything, both topologies, the issue's sizes (writes docs/benchmarks.md)
     python -m bench --smoke              # tiny sizes, seconds: checks the scripts and the tables, no time limits
-    python -m bench --only listener      # one group: reads (items 1, 3), writes (2), listener (4, 5), ledger
+    python -m bench --only listener      # one group: reads (items 1, 3), writes (2), listener (4, 5), ledger, intake
     python -m bench --topology production --only reads
     python -m bench --sizes 10000,100000,1000000 --listener-sizes 1000,10000,50000
 
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import http_items, ledger, ledger_verify, listener, servers
+from bench import http_items, intake, ledger, ledger_verify, listener, servers
 from bench.cpu import BENCH as BENCH_PROCESS
 from bench.cpu import LOADGEN, POSTGRES, POSTGRES_OTHER, RABBITMQ, SERVICE, CpuUse, bound
 from bench.cpu import OTHER as OTHER_PROCESSES
@@ -50,6 +50,7 @@ GROUPS = {
     "5": "workbook",
     "7": "reads",
     "ledger": "ledger",
+    "intake": "intake",
 }
 MB = 1024 * 1024
 READ_TARGET = {"embedded": 0.6, "production": 0.5}  # the issue's: share of the bare-Starlette ceiling
@@ -67,6 +68,7 @@ class Outcome:
     workbook: listener.WorkbookRun | None = None
     ledger: ledger.LedgerRun | None = None
     verify: ledger.VerifyRun | None = None
+    intake: intake.IntakeRun | None = None
     seed_seconds: dict[int, float] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     skipped: str = ""  # why the topology was not measured
@@ -82,6 +84,9 @@ class Plan:
     workbook_rows: int
     groups: set[str]
     verify: tuple[int, int] | None = None  # accounts, transactions for `accounts ledger verify` (SQLite only)
+    intake_envelopes: int = 0  # envelopes posted per batch size to the API alone (issue 15 item 2)
+    intake_batches: tuple[int, ...] = ()
+    intake_tenures: int = 0  # through the intake to the listener: each a create and an update
 
 
 def parse_sizes(text: str) -> list[int]:
@@ -112,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--workbook-rows", type=int, help="tenure accounts in the workbook for item 5 (default 100,000)"
     )
+    parser.add_argument(
+        "--intake-tenures",
+        type=int,
+        help="tenures posted through the intake end to end (default 100,000: 200,000 events)",
+    )
     parser.add_argument("--duration", type=float, help="seconds of load per HTTP measurement")
     parser.add_argument("--output", type=Path, help="where to write the Markdown report")
     parser.add_argument(
@@ -131,17 +141,33 @@ def plans(smoke: bool, args: argparse.Namespace) -> dict[str, Plan]:
     sizes = args.sizes or ([200, 1_000, 3_000] if smoke else [10_000, 100_000, 1_000_000])
     listener_sizes = args.listener_sizes or ([25, 50, 100] if smoke else list(LISTENER_SIZES))
     groups = (
-        {GROUPS[name] for name in args.only} if args.only else {"reads", "writes", "listener", "workbook", "ledger"}
+        {GROUPS[name] for name in args.only}
+        if args.only
+        else {"reads", "writes", "listener", "workbook", "ledger", "intake"}
     )
+    intake_tenures = args.intake_tenures or (100 if smoke else intake.END_TO_END_TENURES)
+    intake_batches = (100,) if smoke else (intake.BATCH, intake.LARGE_BATCH)
     workbook_rows = args.workbook_rows or (200 if smoke else 100_000)
     verify = (200, 2_000) if smoke else (ledger.VERIFY_ACCOUNTS, ledger.VERIFY_TRANSACTIONS)
     return {
-        "embedded": Plan(sizes, listener_sizes, workbook_rows, groups, verify),
+        "embedded": Plan(
+            sizes,
+            listener_sizes,
+            workbook_rows,
+            groups,
+            verify,
+            intake_envelopes=1_000 if smoke else intake.ACCEPT_ENVELOPES,
+            intake_batches=intake_batches,
+            intake_tenures=intake_tenures,
+        ),
         "production": Plan(
             [headline_size(sizes)],
             listener_sizes[-1:],
             workbook_rows,
             groups - {"workbook"},
+            intake_envelopes=1_000 if smoke else intake.PRODUCTION_ACCEPT_ENVELOPES,
+            intake_batches=intake_batches[:1],
+            intake_tenures=intake_tenures,
         ),
     }
 
@@ -265,6 +291,15 @@ def measure(
             accounts, transactions = plan.verify
             tell(f"  ledger: `accounts ledger verify` over {transactions:,} transactions (seeded once, then reused)")
             outcome.verify = ledger.verify(cache, work, accounts, transactions)
+    if "intake" in plan.groups:
+        tell(
+            f"  intake: {plan.intake_envelopes:,} envelopes accepted in batches of "
+            f"{', '.join(f'{b:,}' for b in plan.intake_batches)} (with the ceiling); then "
+            f"{plan.intake_tenures * 2:,} events through it to the listener (with the broker's ceiling)"
+        )
+        outcome.intake = intake.run(
+            topology, work, token, plan.intake_envelopes, plan.intake_batches, plan.intake_tenures
+        )
 
 
 def sanity(outcome: Outcome) -> list[str]:
@@ -306,6 +341,15 @@ def sanity(outcome: Outcome) -> list[str]:
             problems.append(f"{title} listener {run.tenures}: {run.drain.dead_letters} events dead-lettered")
         if run.drain.rows != run.tenures:
             problems.append(f"{title} listener {run.tenures}: {run.drain.rows} interim rows, expected {run.tenures}")
+    if outcome.intake:
+        for accepted in outcome.intake.accepting:
+            if set(accepted.statuses) != {"202"}:
+                problems.append(f"{title} intake, batches of {accepted.batch}: answers {accepted.statuses}")
+        through = outcome.intake.end_to_end
+        if through and (set(through.statuses) != {"202"} or through.dead_letters):
+            problems.append(
+                f"{title} intake end to end: answers {through.statuses}, {through.dead_letters} dead letters"
+            )
     if outcome.workbook and outcome.workbook.drain.rows != outcome.workbook.rows:
         problems.append(f"{title} workbook: {outcome.workbook.drain.rows} rows, expected {outcome.workbook.rows}")
     return problems
@@ -459,6 +503,7 @@ def table_rows(outcome: Outcome) -> tuple[list[Row], list[list[str]]]:
             )
         )
     rows += ledger_rows(outcome)
+    rows += intake_rows(outcome)
     # Item 7: how each grows with size.
     if len(outcome.reads) > 1:
         sizes = [f"{run.size:,}" for run in outcome.reads]
@@ -555,6 +600,47 @@ def ledger_rows(outcome: Outcome) -> list[Row]:
                 number(v.seconds, "s"),
                 target=f"< {VERIFY_SECONDS} s",
                 met=v.seconds < VERIFY_SECONDS,
+            )
+        )
+    return rows
+
+
+ACCEPT_TARGET = 10_000  # issue 15 item 2: envelopes/s accepted on the embedded default
+INTAKE_END_TO_END_TARGET = 2_000  # events/s accepted -> applied at 200,000 events
+
+
+def intake_rows(outcome: Outcome) -> list[Row]:
+    """The intake's figures (issue 15 item 2), each against its same-run ceiling."""
+    rows: list[Row] = []
+    if not outcome.intake:
+        return rows
+    embedded = outcome.topology.embedded
+    for run in outcome.intake.accepting:
+        rows.append(
+            Row(
+                "intake",
+                f"POST /api/v1/events envelopes/s accepted (batches of {run.batch:,}, {intake.CONNECTIONS} conns, "
+                "`accounts serve --no-worker`; ceiling: bare Starlette reading and parsing the same bodies)",
+                per_second(run.rate),
+                per_second(run.ceiling_rate),
+                ratio(run.rate, run.ceiling_rate),
+                f">= {ACCEPT_TARGET:,} /s" if embedded else "-",
+                run.rate >= ACCEPT_TARGET if embedded else None,
+            )
+        )
+    through = outcome.intake.end_to_end
+    if through:
+        rows.append(
+            Row(
+                "intake",
+                f"events/s end to end through the intake ({through.events:,} events in batches of {through.batch:,} "
+                "to the default `accounts serve`, first POST to every sink; ceiling: the broker's slower side, "
+                "publish or consume+ack)",
+                per_second(through.rate),
+                per_second(through.ceiling_rate),
+                ratio(through.rate, through.ceiling_rate),
+                f">= {INTAKE_END_TO_END_TARGET:,} /s",
+                through.rate >= INTAKE_END_TO_END_TARGET,
             )
         )
     return rows
@@ -669,6 +755,28 @@ def details(outcome: Outcome) -> str:
             f"{v.seconds:.2f} s from start to exit, {v.cpu.share(SERVICE) * v.cpu.wall:.2f} s CPU; exit {v.exit_code}, "
             f"{v.differing} accounts reported (the seed knocks {ledger_verify.DIFFERING} off their ledgers)"
         )
+    if outcome.intake:
+        for a in outcome.intake.accepting:
+            lines.append(
+                f"- intake, batches of {a.batch:,}: {a.envelopes:,} envelopes accepted in {a.seconds:.2f} s "
+                f"({a.rate:,.0f}/s; the ceiling {a.ceiling_seconds:.2f} s, {a.ceiling_rate:,.0f}/s), answers "
+                f"{a.statuses}; the service used {CpuUse(**a.cpu).seconds.get(SERVICE, 0.0) / a.envelopes * 1e6:.0f} "
+                f"µs of CPU an envelope; service peak RSS {a.peak_rss / MB:.0f} MB"
+            )
+        e = outcome.intake.end_to_end
+        if e:
+            b = e.broker
+            lines.append(
+                f"- intake end to end, {e.events:,} events (sinks {'+'.join(e.sinks)}): all accepted after "
+                f"{e.accepted_seconds:.1f} s ({e.events / e.accepted_seconds:,.0f}/s accepted while the listener "
+                f"ran; {e.applied_while_accepting:,} applied by then), all applied after {e.applied_seconds:.1f} s "
+                f"({e.events / e.applied_seconds:,.0f}/s), in every sink after {e.seconds:.1f} s ({e.rate:,.0f}/s); "
+                f"answers {e.statuses}; dead letters {e.dead_letters}; `accounts serve` and its relay-and-sinks "
+                f"process used {CpuUse(**e.cpu).seconds.get(SERVICE, 0.0) / e.events * 1000:.2f} ms of CPU an "
+                f"event; peak RSS {e.peak_rss / MB:.0f} MB (with "
+                f"the relay-and-sinks process). Broker ceiling: publish {b.messages / b.publish_seconds:,.0f}/s, "
+                f"consume+ack {b.messages / b.consume_seconds:,.0f}/s."
+            )
     if outcome.seed_seconds:
         seeded = ", ".join(
             f"{size:,} in {seconds:.0f} s" if seconds else f"{size:,} reused"
@@ -733,6 +841,22 @@ def bounds(outcome: Outcome) -> list[list[str]]:
         line("ledger: statement page of 100 (1 conn)", run.cpu.get("statement", CpuUse()))
     if outcome.verify:
         line("`accounts ledger verify` (the CLI process)", outcome.verify.cpu, "the CLI")
+    if outcome.intake:
+        for accepted in outcome.intake.accepting:
+            line(
+                f"intake ceiling, batches of {accepted.batch:,}",
+                CpuUse(**accepted.ceiling_cpu),
+                "the ceiling",
+            )
+            line(f"intake accepting, batches of {accepted.batch:,}", CpuUse(**accepted.cpu))
+        through = outcome.intake.end_to_end
+        if through:
+            line(
+                f"intake end to end, {through.events:,} events",
+                CpuUse(**through.cpu),
+                "`accounts serve` (API and listener)",
+                single=False,
+            )
     for run in outcome.listener:
         if run.publish_cpu:
             line(f"publishing {run.drain.events:,} events (the publisher)", CpuUse(**run.publish_cpu), "the publisher")
@@ -818,7 +942,9 @@ def render(outcomes: list[Outcome], args: argparse.Namespace, smoke: bool, load_
         "listener >= 2,000 events/s end to end at 100,000 tenures (200,000 events) on both; the service's "
         "peak memory < 300 MB; the ledger (issue 12): >= 1,000 postings/s at 20 connections with p99 < 50 ms, a "
         "statement page of 100 of 1,000 transactions p50 < 10 ms, on both, and `accounts ledger verify` over "
-        "1,000,000 transactions < 10 s on SQLite.\n",
+        "1,000,000 transactions < 10 s on SQLite; the events intake (issue 15): >= 10,000 envelopes/s accepted by "
+        "`POST /api/v1/events` on the embedded default, and >= 2,000 events/s end to end through it (first POST "
+        "to every sink) at 200,000 events, on both.\n",
         "On the production topology the listener's queue is filled before the clock starts: all the events are "
         "published to RabbitMQ first (the publisher's rate is reported as its ceiling), then one `accounts "
         "worker` is started and timed from its start (the command's start-up included) to the last event in "
@@ -835,6 +961,7 @@ def render(outcomes: list[Outcome], args: argparse.Namespace, smoke: bool, load_
         "make bench-smoke    # seconds: the scripts work and the tables are well formed (what CI runs; the\n"
         "                    # production topology too when PostgreSQL and RabbitMQ answer)\n"
         ".venv/bin/python -m bench --topology production --only listener --listener-sizes 1000,10000\n"
+        ".venv/bin/python -m bench --only intake  # the events intake alone, both topologies (about 20 minutes)\n"
         "BENCH_POSTGRES_URL=postgresql+psycopg://postgres@db.example/postgres \\\n"
         "BENCH_RABBITMQ_URL=amqp://guest:guest@mq.example:5672/%2F .venv/bin/python -m bench\n```\n",
         "Install `wrk` (`apt-get install wrk`) for the HTTP reads; without it a Python generator in its own process "

@@ -1,4 +1,8 @@
-"""The ceiling for the API reads: a bare Starlette endpoint returning a constant account.
+"""The ceilings for the API reads and the events intake: bare Starlette endpoints.
+
+`GET /api/v1/accounts/{id}` returns a constant account; `POST /api/v1/events` reads the body
+and parses it with orjson, answering 202 with the count (the intake's ceiling: the same
+bodies' transfer and a JSON parse, nothing checked, nothing queued).
 
 Served by the same server (uvicorn, one worker, the same log level, so the same loop
 and HTTP parser) as `accounts serve`, and loaded by the same generator in the same
@@ -70,8 +74,19 @@ async def account(_request: Request) -> Response:
     return Response(ACCOUNT, media_type="application/json")
 
 
+async def events(request: Request) -> Response:
+    body = orjson.loads(await request.body())
+    return Response(orjson.dumps({"accepted": len(body) if isinstance(body, list) else 1}), 202)
+
+
 def create_app() -> Starlette:
-    return Starlette(routes=[Route("/api/v1/accounts/{id}", account), Route("/api/v1/accounts", account)])
+    return Starlette(
+        routes=[
+            Route("/api/v1/accounts/{id}", account),
+            Route("/api/v1/accounts", account),
+            Route("/api/v1/events", events, methods=["POST"]),
+        ]
+    )
 
 
 def main() -> None:

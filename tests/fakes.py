@@ -23,13 +23,13 @@ from typing import Any
 from uuid import UUID
 
 from accounts.adapters.database.rows import account_json, outbox_values, worklist_values
-from accounts.domain.account import Account, AccountType, RentGroupType, oldest_first, wire_view
+from accounts.domain.account import Account, AccountTenure, AccountType, RentGroupType, oldest_first, wire_view
 from accounts.domain.arrears import WorklistSort
 from accounts.domain.charges import ChargeRun
 from accounts.domain.events import EventEnvelope
 from accounts.domain.interim import InterimRow
 from accounts.domain.ledger import Transaction
-from accounts.domain.payment_reference import FIRST_SERIAL
+from accounts.domain.payment_reference import FIRST_SERIAL, is_reference_search
 from accounts.domain.polarity import DEFAULT_TARGET_TYPES, ZERO, Polarity, TargetType
 from accounts.domain.suspense import SuspenseItem, SuspenseStatus
 from accounts.domain.tenure import TenureRecord
@@ -59,6 +59,8 @@ from accounts.service.unit_of_work import (
     ParkedEvents,
     PaymentReferenceSerials,
     ProcessedEvents,
+    ReconciliationRecord,
+    Reconciliations,
     StatementCursor,
     SuspenseCursor,
     SuspenseItems,
@@ -112,6 +114,7 @@ class State:
     parked: dict[UUID, ParkedEvent] = field(default_factory=dict)  # event id -> the event waiting for its tenure
     suspense: dict[UUID, SuspenseItem] = field(default_factory=dict)
     charge_runs: dict[UUID, ChargeRun] = field(default_factory=dict)
+    reconciliations: list[ReconciliationRecord] = field(default_factory=list)
 
     def copy(self) -> State:
         return State(
@@ -131,6 +134,7 @@ class State:
             dict(self.parked),
             dict(self.suspense),
             dict(self.charge_runs),
+            list(self.reconciliations),
         )
 
     def check_unique(self) -> None:
@@ -227,6 +231,7 @@ class FakeUnitOfWork:
     outbox: Outbox
     deliveries: InterimDeliveries
     dead_letters: DeadLetters
+    reconciliations: Reconciliations
     suspense: SuspenseItems
     charge_runs: ChargeRuns
 
@@ -252,6 +257,7 @@ class FakeUnitOfWork:
         self.outbox = FakeOutbox(self)
         self.deliveries = FakeDeliveries(self)
         self.dead_letters = FakeDeadLetters(self)
+        self.reconciliations = FakeReconciliations(self)
         self.suspense = FakeSuspenseItems(self)
         self.charge_runs = FakeChargeRuns(self)
         return self
@@ -408,6 +414,24 @@ class FakeAccounts:
             found.append((place, account, owed))
         found.sort(key=lambda entry: entry[0], reverse=going_down)
         return [(account, owed) for _, account, owed in found[:limit]]
+
+    def search(self, text: str, limit: int) -> list[Account]:
+        """As the SQL: a reference's first digits, or part of the address or a tenant's name, case aside."""
+        accounts = [account for account, _ in self.uow.view.accounts.values()]
+        if is_reference_search(text):
+            found = [account for account in accounts if account.payment_reference.startswith(text)]
+        else:
+            wanted = text.lower()
+
+            def matches(tenure: AccountTenure | None) -> bool:
+                if tenure is None:
+                    return False
+                names = [tenant.full_name for tenant in tenure.primary_tenants]
+                return any(wanted in value.lower() for value in [tenure.full_address or "", *names])
+
+            # As the SQL's scan: the first `limit` matches in the order stored, then by reference.
+            found = [account for account in accounts if matches(account.tenure)][:limit]
+        return sorted(found, key=lambda account: account.payment_reference)[:limit]
 
     def interim_sources(self) -> Iterator[InterimSource]:
         view = self.uow.view
@@ -885,6 +909,10 @@ class FakeDeliveries:
         known = self.uow.view.sinks.get(sink)
         return None if known is None else known.last_delivered_at
 
+    def last_error(self, sink: str) -> str | None:
+        known = self.uow.view.sinks.get(sink)
+        return None if known is None else known.last_error
+
 
 class FakeDeadLetters:
     def __init__(self, uow: FakeUnitOfWork) -> None:
@@ -917,8 +945,28 @@ class FakeDeadLetters:
 
         self.uow.keep(write)
 
-    def list(self, include_replayed: bool = False) -> list[DeadLetter]:
-        return [letter for letter in self.uow.view.dead_letters if include_replayed or letter.replayed_at is None]
+    def list(
+        self, include_replayed: bool = False, *, after: int | None = None, limit: int | None = None
+    ) -> list[DeadLetter]:
+        listed = [
+            letter
+            for letter in self.uow.view.dead_letters
+            if (include_replayed or letter.replayed_at is None) and (after is None or letter.id > after)
+        ]
+        return listed if limit is None else listed[:limit]
+
+    def count(self, include_replayed: bool = False) -> int:
+        return len(self.list(include_replayed))
+
+    def get(self, dead_letter_id: int) -> DeadLetter | None:
+        return next((letter for letter in self.uow.view.dead_letters if letter.id == dead_letter_id), None)
+
+    def by_event_id(self, event_id: str) -> list[DeadLetter]:
+        return [letter for letter in self.uow.view.dead_letters if letter.event_id == event_id]
+
+    def replayed(self, limit: int) -> list[DeadLetter]:
+        done = [letter for letter in self.uow.view.dead_letters if letter.replayed_at is not None]
+        return sorted(done, key=lambda letter: (letter.replayed_at, letter.id), reverse=True)[:limit]
 
     def mark_replayed(self, dead_letter_id: int, at: datetime) -> None:
         def write(state: State) -> None:
@@ -928,6 +976,21 @@ class FakeDeadLetters:
             ]
 
         self.uow.keep(write)
+
+
+class FakeReconciliations:
+    def __init__(self, uow: FakeUnitOfWork) -> None:
+        self.uow = uow
+
+    def add(self, record: ReconciliationRecord) -> None:
+        def write(state: State) -> None:
+            state.reconciliations.append(record)
+
+        self.uow.keep(write)
+
+    def latest(self) -> ReconciliationRecord | None:
+        kept = self.uow.view.reconciliations
+        return max(kept, key=lambda record: record.finished_at) if kept else None
 
 
 # The API's read side ------------------------------------------------------------------

@@ -22,13 +22,15 @@ from accounts.domain.tenure import RentGroupMap
 from accounts.service.accounts import AccountService
 from accounts.service.arrears import WorklistService
 from accounts.service.charge_runs import ChargeRunService
+from accounts.service.dead_letters import DeadLetterService
 from accounts.service.interim_sync import InterimSync
 from accounts.service.ledger import LedgerService
 from accounts.service.listener import FinanceListener, Flag, RetryPolicy
-from accounts.service.operations import Figures, figures
+from accounts.service.operations import Figures, SinkFigures, figures, sink_figures
 from accounts.service.outbox_relay import OutboxRelay
 from accounts.service.payment_files import PaymentFileService, SuspenseService
 from accounts.service.ports import AccountReads, InterimSink, MessageBroker, TenureSource
+from accounts.service.reconciliations import ReconciliationService
 from accounts.service.tenure_events import TenureEventHandler
 from accounts.service.unit_of_work import UnitOfWork
 from accounts.settings import Settings, get_settings
@@ -113,8 +115,9 @@ class Application:
     uow_factory: Callable[..., UnitOfWork] | None = None
     broker_factory: Callable[[], MessageBroker] | None = None
     _engine: sa.Engine | None = field(default=None, repr=False)
-    # Sinks built for reconciling only; closed with the application.
-    _checked: list[InterimSink] = field(default_factory=list, init=False, repr=False)
+    # Sinks built for reconciling only, once (the page reconciles again and again); closed with the application.
+    _checked: list[InterimSink] | None = field(default=None, init=False, repr=False)
+    _checking: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     # Every listener this application made: their counts are the process's events metrics.
     listeners: list[FinanceListener] = field(default_factory=list, init=False, repr=False)
     _metrics: Metrics | None = field(default=None, init=False, repr=False)
@@ -133,6 +136,16 @@ class Application:
     @engine.setter
     def engine(self, engine: sa.Engine) -> None:
         self._engine = engine
+
+    @property
+    def reconciliations(self) -> ReconciliationService:
+        """Reconciling the interim copies on request, each outcome kept (the command and the /interim page)."""
+        return ReconciliationService(self.uow, self.reconcile_targets)
+
+    @property
+    def dead_letters(self) -> DeadLetterService:
+        """The events the listener could not apply: listed, and replayed (the commands and the /interim page)."""
+        return DeadLetterService(self.uow)
 
     @property
     def worklist(self) -> WorklistService:
@@ -186,6 +199,11 @@ class Application:
         """Backlogs and their age, as the store has them now (for the metrics)."""
         return figures(self.uow, [sink.name for sink in self.sinks])
 
+    def sink_figures(self) -> list[SinkFigures]:
+        """Each configured sink's backlog and last delivery, as the metrics report them (the /interim page)."""
+        with self.uow(read_only=True) as uow:
+            return sink_figures(uow, [sink.name for sink in self.sinks])
+
     def database_answers(self) -> bool:
         """Whether the database takes a query now (the listener waits out an outage by asking)."""
         try:
@@ -197,17 +215,18 @@ class Application:
 
     def reconcile_targets(self) -> list[InterimSink]:
         """Every interim copy that can be checked: the configured sinks, and any other the settings locate."""
-        configured = {sink.name for sink in self.sinks}
-        others = [
-            build_sink(name, self.settings)
-            for name in registry.sink_names()
-            if name not in configured and registry.sink_adapter(name).has_copy(self.settings)
-        ]
-        self._checked.extend(others)
-        return [*self.sinks, *others]
+        with self._checking:
+            if self._checked is None:
+                configured = {sink.name for sink in self.sinks}
+                self._checked = [
+                    build_sink(name, self.settings)
+                    for name in registry.sink_names()
+                    if name not in configured and registry.sink_adapter(name).has_copy(self.settings)
+                ]
+        return [*self.sinks, *self._checked]
 
     def close(self) -> None:
-        for sink in [*self.sinks, *self._checked]:
+        for sink in [*self.sinks, *(self._checked or [])]:
             sink.close()
         self.reads.close()
         if self._metrics is not None:

@@ -1,10 +1,13 @@
-"""The outbox the relay reads, and the dead letters the CLI lists and replays."""
+"""The outbox the relay reads, the dead letters the CLI and the /interim page list and replay, and the kept
+reconciliations."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 from accounts.service.ports import ACCOUNTS_TOPIC
+from accounts.service.unit_of_work import ReconciliationRecord
 from tests.contract.conftest import UowFactory
 from tests.contract.values import CREATED, an_account, an_event
 
@@ -83,3 +86,65 @@ def test_dead_letters_are_kept_listed_and_marked_replayed(uow: UowFactory) -> No
         everything = unit.dead_letters.list(include_replayed=True)
     assert [letter.id for letter in everything] == [first.id, second.id]
     assert everything[0].replayed_at == replayed_at
+
+
+def test_dead_letters_are_paged_counted_found_by_id_and_event_and_listed_by_latest_replay(uow: UowFactory) -> None:
+    event_id = "5f0c3c1e-0d5e-4c0e-9a57-3f1d2b6c7a10"
+    with uow() as unit:
+        for number in range(5):
+            unit.dead_letters.add(
+                "tenure-listener", b"{}", f"reason {number}", 1, CREATED, event_id=event_id if number % 2 else None
+            )
+        unit.commit()
+    with uow(read_only=True) as unit:
+        letters = unit.dead_letters.list()
+        assert unit.dead_letters.count() == 5 and unit.dead_letters.replayed(10) == []
+        assert unit.dead_letters.list(limit=2) == letters[:2]
+        assert unit.dead_letters.list(after=letters[1].id, limit=2) == letters[2:4]
+        assert unit.dead_letters.list(after=letters[4].id) == []
+        assert unit.dead_letters.get(letters[3].id) == letters[3]
+        assert unit.dead_letters.get(letters[4].id + 1) is None
+        assert unit.dead_letters.by_event_id(event_id) == [letters[1], letters[3]]
+        assert unit.dead_letters.by_event_id("no-such-event") == []
+
+    with uow() as unit:
+        unit.dead_letters.mark_replayed(letters[3].id, CREATED + timedelta(minutes=1))
+        unit.dead_letters.mark_replayed(letters[0].id, CREATED + timedelta(minutes=2))
+        unit.commit()
+    with uow(read_only=True) as unit:
+        assert unit.dead_letters.count() == 3 and unit.dead_letters.count(include_replayed=True) == 5
+        assert [letter.id for letter in unit.dead_letters.replayed(10)] == [letters[0].id, letters[3].id]
+        assert [letter.id for letter in unit.dead_letters.replayed(1)] == [letters[0].id]
+        assert [letter.id for letter in unit.dead_letters.list(limit=2)] == [letters[1].id, letters[2].id]
+        assert unit.dead_letters.by_event_id(event_id)[1].replayed_at == CREATED + timedelta(minutes=1)
+
+
+def test_each_reconciliation_is_kept_and_the_latest_finished_is_found(uow: UowFactory) -> None:
+    def record(finished_minutes: int, run_by: str, missing: int) -> ReconciliationRecord:
+        return ReconciliationRecord(
+            id=uuid.uuid4(),
+            started_at=CREATED,
+            finished_at=CREATED + timedelta(minutes=finished_minutes),
+            run_by=run_by,
+            targets=("sync-table", "spreadsheet"),
+            expected=40,
+            matched=80 - missing,
+            missing=missing,
+            extra=1,
+            changed=2,
+            duplicate=0,
+            unreadable=0,
+            differences=tuple(f"spreadsheet: 10000000{n} missing (expected on Tenant)" for n in range(missing)),
+        )
+
+    with uow(read_only=True) as unit:
+        assert unit.reconciliations.latest() is None
+    earlier, later = record(1, "fran.officer@hackney.gov.uk", 0), record(5, "abi.approver@hackney.gov.uk", 3)
+    with uow() as unit:
+        unit.reconciliations.add(later)
+        unit.reconciliations.add(earlier)  # finished first, written second (two officers at once)
+        unit.commit()
+    with uow(read_only=True) as unit:
+        latest = unit.reconciliations.latest()
+    assert latest == later and latest is not None
+    assert latest.finished_at.tzinfo is not None and latest.difference_count == 6

@@ -98,6 +98,19 @@ def test_publish_then_receive_the_same_body_on_first_attempt(make_broker: Broker
     assert message.message_id == "event-1"
 
 
+def test_publish_many_delivers_the_whole_batch_in_order_with_its_ids(make_broker: BrokerFactory) -> None:
+    publisher, consumer = make_broker(), make_broker(prefetch=1000)
+    items = [(f'{{"n": {n}}}'.encode(), f"tenure-{n % 7}", f"event-{n}") for n in range(600)]
+
+    publisher.publish_many(TENURE_TOPIC, items)
+    publisher.publish_many(TENURE_TOPIC, [])  # nothing to send: nothing sent, nothing raised
+
+    received = receive_all(consumer, len(items))
+    assert [(m.body, m.message_id, m.attempts) for m in received] == [(b, mid, 1) for b, _, mid in items]
+    consumer.ack_many(received)
+    assert consumer.receive(10, 0.3) == []
+
+
 def test_ack_removes_the_message_for_good(make_broker: BrokerFactory) -> None:
     publisher, consumer = make_broker(), make_broker()
     publisher.publish(TENURE_TOPIC, b"{}", group_id="g", message_id="m")
@@ -329,9 +342,12 @@ def test_a_lost_connection_is_transient_and_the_next_call_reconnects(
     with pytest.raises(TransientError):
         consumer.ack(in_flight)  # its channel is gone; RabbitMQ requeued it
     publisher.publish(TENURE_TOPIC, b'"after"', group_id="g3", message_id="after")  # reconnects itself
+    proxy.cut()
+    time.sleep(0.3)
+    publisher.publish_many(TENURE_TOPIC, [(b'"batch"', "g4", "batch")])  # its transaction channel too
 
-    redelivered = {m.message_id: m for m in receive_all(consumer, 3)}
-    assert set(redelivered) == {"m", "w", "after"}
+    redelivered = {m.message_id: m for m in receive_all(consumer, 4)}
+    assert set(redelivered) == {"m", "w", "after", "batch"}
     assert redelivered["m"].attempts == 2
     for message in redelivered.values():
         consumer.ack(message)

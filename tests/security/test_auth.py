@@ -243,7 +243,15 @@ def test_the_public_health_checks_say_nothing_but_their_health(
 
 def protected_pages(account: dict[str, Any]) -> list[str]:
     """Every page that shows accounts (not in the OpenAPI document): a path a reader's cookie opens."""
-    return ["/arrears", f"/accounts/{account['id']}", f"/accounts/{account['id']}/statement.csv"]
+    return [
+        "/arrears",
+        f"/accounts/{account['id']}",
+        f"/accounts/{account['id']}/statement.csv",
+        "/interim",
+        "/search?q=Smith",
+        f"/search?q={account['paymentReference']}",
+        "/suspense",
+    ]
 
 
 def test_every_page_refuses_every_bad_cookie_with_a_page_saying_why(
@@ -270,3 +278,46 @@ def test_every_page_refuses_every_bad_cookie_with_a_page_saying_why(
             assert ("Sign in" if status == 401 else "housing-finance-read") in response.text, where
         browser = TestClient(client.app, cookies={app.settings.auth_cookie: reader}, raise_server_exceptions=False)
         assert browser.get(path).status_code == 200, path
+
+
+def test_every_page_form_refuses_every_bad_cookie_and_changes_nothing(
+    make_client: Callable[..., tuple[Application, TestClient]],
+) -> None:
+    """The suspense forms (propose, approve) sent with the right form token but a forged or unfit cookie."""
+    app, client = make_client()
+    secret = app.settings.jwt_secret
+    good = f"Bearer {hs256(secret)}"
+    account = client.post("/api/v1/accounts", json=tenure_request(), headers={"Authorization": good}).json()
+    payments = (
+        f"paymentReference,amount,paymentDate,method,reference\r\n9000000001,10.00,2026-04-06,BACS,{uuid.uuid4()}\r\n"
+    )
+    client.post("/api/v1/payment-files", content=payments, headers={"Authorization": good, "Content-Type": "text/csv"})
+    (item,) = client.get("/api/v1/suspense", headers={"Authorization": good}).json()["items"]
+    colleague = f"Bearer {hs256(secret, **COLLEAGUE)}"
+    to_approve = client.post(
+        f"/api/v1/suspense/{item['id']}/proposal",
+        json={"accountId": account["id"]},
+        headers={"Authorization": colleague},
+    )
+    assert to_approve.status_code == 200, to_approve.text
+    attacker = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    forms = [
+        (f"/suspense/{item['id']}/proposal", {"accountId": account["id"]}),
+        (f"/suspense/{item['id']}/approval", {}),
+    ]
+    reader = f"Bearer {hs256(secret, groups=['housing-finance-read'])}"
+    before = snapshot(app)
+    for label, authorization, status in [*forged_hs256_tokens(secret, attacker.decode()), ("a reader", reader, 403)]:
+        token = (authorization or "").removeprefix("Bearer ")
+        browser = TestClient(client.app, cookies={app.settings.auth_cookie: token} if token else {})
+        browser.get("/sign-in")  # the form token's cookie, as a page gives it
+        for path, data in forms:
+            response = browser.post(path, data={"csrfToken": browser.cookies["accounts_csrf"], **data})
+            where = f"{label}: POST {path}"
+            assert response.status_code == status, f"{where} answered {response.status_code}"
+            assert response.headers["content-type"].startswith("text/html"), where
+    assert snapshot(app) == before
+    after = client.get(f"/api/v1/suspense/{item['id']}", headers={"Authorization": good}).json()
+    assert (after["status"], after["proposedBy"]) == ("Proposed", COLLEAGUE["email"])

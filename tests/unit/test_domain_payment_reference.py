@@ -92,3 +92,33 @@ def test_anything_else_is_not_a_payment_reference(reference: object) -> None:
 def test_text_that_is_not_digits_never_has_a_valid_check_digit() -> None:
     assert not prn.has_valid_check_digit("")
     assert not prn.has_valid_check_digit("572a")
+
+
+@pytest.mark.parametrize(
+    ("typed", "searched"),
+    [
+        ("1000000018", "1000000018"),
+        (" 1000 0000 18 ", "1000000018"),
+        ("100-000-001-8", "1000000018"),
+        ("12", "12"),
+        ("12 Acacia Avenue", None),
+        ("Flat 1", None),
+        ("-12", None),
+        ("", None),
+        (FULLWIDTH_DIGITS, None),  # not what a reference is made of: searched as text
+    ],
+)
+def test_a_search_of_digits_alone_is_for_a_payment_reference(typed: str, searched: str | None) -> None:
+    assert prn.searched_reference(typed) == searched
+
+
+@pytest.mark.parametrize(
+    ("prefix", "after"), [("12", "13"), ("129", "13"), ("1", "2"), ("0999", "1"), ("1000000018", "1000000019")]
+)
+def test_a_prefix_ends_where_the_next_begins(prefix: str, after: str) -> None:
+    assert prn.after_prefix(prefix) == after
+
+
+def test_a_prefix_of_nines_has_no_end() -> None:
+    assert prn.after_prefix("9") is None
+    assert prn.after_prefix("9999999999") is None

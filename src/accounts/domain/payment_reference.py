@@ -67,3 +67,31 @@ def validate(reference: str) -> str:
     if not isinstance(reference, str) or not _SHAPE.match(reference):
         raise ValidationProblem("paymentReference", "must be a string of 9 or 10 digits", reference)
     return reference
+
+
+# Searching: a person types a payment reference as it is printed, sometimes grouped with spaces or hyphens.
+_GROUPED_DIGITS = re.compile(r"^[0-9][0-9 -]*$")
+_DIGITS = re.compile(r"^[0-9]+$")
+
+
+def searched_reference(text: str) -> str | None:
+    """The payment reference (or its first digits) a search asks for: digits alone, spaces and hyphens
+    aside; None when the text is anything else (part of an address or a name)."""
+    stripped = text.strip()
+    if not _GROUPED_DIGITS.match(stripped):
+        return None
+    return stripped.replace(" ", "").replace("-", "")
+
+
+def is_reference_search(text: str) -> bool:
+    """A normalised search text (`searched_reference`'s) that is a payment reference's first digits."""
+    return bool(_DIGITS.match(text))
+
+
+def after_prefix(prefix: str) -> str | None:
+    """The first string of digits past every reference that starts with `prefix` (`12` -> `13`, `129` ->
+    `13`), so that a prefix is a range of the payment reference index; None when nothing is past it (`99`)."""
+    digits = prefix.rstrip("9")
+    if not digits:
+        return None
+    return digits[:-1] + str(int(digits[-1]) + 1)

@@ -209,8 +209,7 @@ def cmd_events_dead_letters(settings: Settings, args: argparse.Namespace) -> int
     from accounts.bootstrap import bootstrap
 
     application = bootstrap(settings)
-    with application.uow(read_only=True) as uow:
-        letters = uow.dead_letters.list(include_replayed=args.all)
+    letters = application.dead_letters.list(include_replayed=args.all)
     if args.json:
         print(
             json.dumps(
@@ -266,29 +265,24 @@ def cmd_events_parked(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_events_replay(settings: Settings, args: argparse.Namespace) -> int:
     from accounts.bootstrap import bootstrap
-    from accounts.service.accounts import utc_now
-    from accounts.service.ports import TENURE_TOPIC
+    from accounts.service.dead_letters import NoSuchDeadLetter
 
-    application = bootstrap(settings)
-    broker = application.broker()
-    with application.uow(read_only=True) as uow:
-        letters = uow.dead_letters.list()
-    chosen = [letter for letter in letters if args.all or letter.id in set(args.id)]
-    if not chosen:
+    if not args.all and not args.id:
         print("nothing to replay: give --id N (see `accounts events dead-letters`) or --all", file=sys.stderr)
         return 1
-    for letter in chosen:
-        group = "replay"
-        with contextlib.suppress(ValueError, AttributeError):
-            group = str(json.loads(letter.body).get("entityId") or group)
-        broker.publish(
-            TENURE_TOPIC, letter.body, group_id=group, message_id=f"replay-{letter.id}-{uuid.uuid4().hex[:8]}"
-        )
-        with application.uow() as uow:
-            uow.dead_letters.mark_replayed(letter.id, utc_now())
-            uow.commit()
-    broker.close()
-    application.close()
+    application = bootstrap(settings)
+    broker = application.broker()
+    try:
+        chosen = application.dead_letters.replay(broker, None if args.all else args.id)
+    except NoSuchDeadLetter as error:
+        print(f"nothing replayed: {error} (see `accounts events dead-letters`)", file=sys.stderr)
+        return 1
+    finally:
+        broker.close()
+        application.close()
+    if not chosen:
+        print("nothing to replay: no dead letter waits", file=sys.stderr)
+        return 1
     print(f"replayed {len(chosen)} dead letter(s)")
     return 0
 
@@ -351,20 +345,19 @@ def cmd_interim_import_sheet(settings: Settings, args: argparse.Namespace) -> in
 
 def cmd_interim_reconcile(settings: Settings, args: argparse.Namespace) -> int:
     from accounts.bootstrap import bootstrap
-    from accounts.service.interim_sync import SYNC_TABLE, reconcile
 
     application = bootstrap(settings)
-    targets = application.reconcile_targets()
     try:
-        differences = reconcile(application.uow, targets)
+        _, found = application.reconciliations.run(_login_name("accounts interim reconcile"))
         pending = application.interim.pending_counts()
     finally:
         application.close()  # and with it every sink it built
+    differences = found.differences
     for difference in differences[: args.limit]:
         print(difference.describe())
     if len(differences) > args.limit:
         print(f"... and {len(differences) - args.limit} more")
-    checked = ", ".join([SYNC_TABLE, *(sink.name for sink in targets)])
+    checked = ", ".join(found.targets)
     waiting = {name: count for name, count in pending.items() if count}
     if waiting:
         print(f"note: rows still waiting for delivery (differences may be in flight): {waiting}")
@@ -494,11 +487,11 @@ class ProgressBar:
             self.done()
 
 
-def _login_name() -> str:
+def _login_name(command: str = "accounts charges run") -> str:
     try:
         return getpass.getuser()
     except (KeyError, OSError):  # no login name to be found (a container without a user entry)
-        return "accounts charges run"
+        return command
 
 
 def cmd_charges_run(settings: Settings, args: argparse.Namespace) -> int:
@@ -555,13 +548,16 @@ def cmd_demo_load(settings: Settings, args: argparse.Namespace) -> int:
     started = time.monotonic()
     bar = None if args.quiet else ProgressBar()
     # The bar says how far it has got: not a log line for each of the 104 charge runs and payment files.
-    logging.getLogger("accounts.service").setLevel(max(logging.WARNING, logging.getLogger().getEffectiveLevel()))
+    service_log = logging.getLogger("accounts.service")
+    level = service_log.level
+    service_log.setLevel(max(logging.WARNING, logging.getLogger().getEffectiveLevel()))
     application = bootstrap(settings, run_migrations=True)
     tune_garbage_collector()
     try:
         report = application.demo.load(args.tenures, args.weeks, args.seed, progress=None if bar is None else bar.show)
     finally:
         application.close()
+        service_log.setLevel(level)  # as it was: the command may run inside a longer-lived process (the tests)
     if bar is not None:
         bar.done()
     for rejected in report.rejected[:20]:

@@ -108,6 +108,26 @@ class NewAccount:
     tenure: AccountTenure | None = None
 
 
+SEARCH_LIMIT = 50  # accounts a search lists: past that, the person is asked to refine it
+MAX_SEARCH_TEXT = 100  # characters of a search kept (no address or name is longer)
+
+
+@dataclass(frozen=True)
+class AccountSearchResult:
+    """The accounts a search found, and whether more matched than are listed (then: refine the search)."""
+
+    text: str  # the search as it was run (spaces tidied; a payment reference's digits alone)
+    accounts: list[Account]
+    more: bool
+
+
+def search_text(text: str) -> str:
+    """What a typed search is run as: a payment reference's digits (spaces and hyphens dropped), or the
+    text with its spaces tidied, cut to MAX_SEARCH_TEXT characters."""
+    reference = payment_reference.searched_reference(text)
+    return (reference if reference is not None else " ".join(text.split()))[:MAX_SEARCH_TEXT]
+
+
 @dataclass
 class AccountService:
     """Transactions around the account use cases, with retries on lost races."""
@@ -128,6 +148,16 @@ class AccountService:
     def by_target(self, target_id: UUID, account_type: AccountType | None) -> list[Account]:
         with self.uow_factory(read_only=True) as uow:
             return uow.accounts.by_target(target_id, account_type)
+
+    def search(self, text: str, limit: int = SEARCH_LIMIT) -> AccountSearchResult:
+        """Accounts by payment reference (or its first digits: the exact one first), or by part of the
+        address or of a tenant's name, case aside; at most `limit`, and whether there were more."""
+        wanted = search_text(text)
+        if not wanted:
+            return AccountSearchResult(wanted, [], False)
+        with self.uow_factory(read_only=True) as uow:
+            found = uow.accounts.search(wanted, limit + 1)  # one more: whether there are more
+        return AccountSearchResult(wanted, found[:limit], len(found) > limit)
 
     def arrears(self, account_type: AccountType | None, sort_by: str, descending: bool, count: int) -> list[Account]:
         column = ARREARS_SORT_FIELDS.get(sort_by.lower())

@@ -369,21 +369,53 @@ def compare(target: str, expected: Iterable[InterimRow], found: Iterable[Interim
     return differences
 
 
-def reconcile(
+@dataclass(frozen=True)
+class Reconciliation:
+    """What one reconciliation found: the rows expected, each target checked, and every difference."""
+
+    expected: int  # rows the accounts say each target must hold
+    targets: list[str]  # the sync table (when checked) and each sink, in the order checked
+    differences: list[Difference]
+
+    def matched(self) -> int:
+        """(target, row) pairs that agree: each expected row in each readable target, less those that differ."""
+        unreadable = {d.target for d in self.differences if d.kind == "unreadable"}
+        wrong = {(d.target, d.payment_ref) for d in self.differences if d.kind in ("missing", "changed", "duplicate")}
+        return sum(self.expected for target in self.targets if target not in unreadable) - len(wrong)
+
+    def counts(self) -> dict[str, int]:
+        """How many differences of each kind (missing, extra, changed, duplicate, unreadable)."""
+        kinds: dict[str, int] = {}
+        for difference in self.differences:
+            kinds[difference.kind] = kinds.get(difference.kind, 0) + 1
+        return kinds
+
+
+def reconciliation(
     uow_factory: Callable[..., UnitOfWork], sinks: Sequence[InterimSink], *, sync_table: bool = True
-) -> list[Difference]:
-    """Every difference between the accounts and each sink (and the sync table); empty when all agree."""
+) -> Reconciliation:
+    """Compare the accounts with each sink (and the sync table): every difference, and what was checked."""
     with uow_factory(read_only=True) as uow:
         expected = expected_rows(uow)
         synced = uow.deliveries.all() if sync_table else None
     differences: list[Difference] = []
+    targets: list[str] = []
     if synced is not None:
+        targets.append(SYNC_TABLE)
         differences.extend(compare(SYNC_TABLE, expected, synced))
     for sink in sinks:
+        targets.append(sink.name)
         try:
             found = sink.read_rows()
         except Exception as error:  # a missing server or a broken file is a disagreement, said plainly
             differences.append(Difference(sink.name, "", "unreadable", detail=f"{type(error).__name__}: {error}"))
             continue
         differences.extend(compare(sink.name, expected, found))
-    return differences
+    return Reconciliation(len(expected), targets, differences)
+
+
+def reconcile(
+    uow_factory: Callable[..., UnitOfWork], sinks: Sequence[InterimSink], *, sync_table: bool = True
+) -> list[Difference]:
+    """Every difference between the accounts and each sink (and the sync table); empty when all agree."""
+    return reconciliation(uow_factory, sinks, sync_table=sync_table).differences

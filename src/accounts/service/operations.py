@@ -18,6 +18,7 @@ class SinkFigures:
     name: str
     pending: int  # rows the sink has still to receive
     last_delivered_at: datetime | None  # its last delivery without a failure
+    last_error: str | None = None  # why its last delivery failed; None when it went well
 
 
 @dataclass(frozen=True)
@@ -34,10 +35,20 @@ def figures(uow_factory: Callable[..., UnitOfWork], sinks: Sequence[str]) -> Fig
         return Figures(
             outbox_waiting=uow.outbox.count_pending(),
             outbox_oldest_at=uow.outbox.oldest_pending_at(),
-            sinks=[
-                SinkFigures(name, uow.deliveries.count_pending(name), uow.deliveries.last_delivered_at(name))
-                for name in sinks
-            ],
+            sinks=sink_figures(uow, sinks),
             postings=uow.transactions.count(),
             parked=uow.parked.count(),
         )
+
+
+def sink_figures(uow: UnitOfWork, sinks: Sequence[str]) -> list[SinkFigures]:
+    """Each sink's backlog and how its deliveries went (the metrics, and the /interim page)."""
+    return [
+        SinkFigures(
+            name,
+            uow.deliveries.count_pending(name),
+            uow.deliveries.last_delivered_at(name),
+            uow.deliveries.last_error(name),
+        )
+        for name in sinks
+    ]

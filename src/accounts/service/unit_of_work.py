@@ -21,6 +21,7 @@ Two sides:
 
 from __future__ import annotations
 
+import builtins
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -85,6 +86,29 @@ class DeadLetter:
     replayed_at: datetime | None
 
 
+@dataclass(frozen=True)
+class ReconciliationRecord:
+    """One reconciliation's outcome, kept so that finance officers see when the copies were last checked."""
+
+    id: UUID
+    started_at: datetime
+    finished_at: datetime
+    run_by: str  # who asked: a signed-in officer's email, or the login that ran the command
+    targets: tuple[str, ...]  # the sync table and each sink checked
+    expected: int  # rows the accounts say each target must hold
+    matched: int  # (target, row) pairs that agree
+    missing: int
+    extra: int
+    changed: int
+    duplicate: int
+    unreadable: int
+    differences: tuple[str, ...]  # the first differences, described (at most `RECONCILIATION_DIFFERENCES_KEPT`)
+
+    @property
+    def difference_count(self) -> int:
+        return self.missing + self.extra + self.changed + self.duplicate + self.unreadable
+
+
 class InterimSource(NamedTuple):
     """What a tenure account's interim row is made from, as stored (no `Account` made: reconciling reads 100,000s)."""
 
@@ -146,6 +170,17 @@ class AccountRepository(Protocol):
 
     def interim_sources(self) -> Iterator[InterimSource]:
         """What every tenure Master account's interim row is made from."""
+
+    def search(self, text: str, limit: int) -> list[Account]:
+        """At most `limit` accounts a person's search finds, in payment reference order.
+
+        `text` of digits alone (`payment_reference.is_reference_search`) is a payment reference or its
+        first digits: the first `limit` of a range of the payment reference index, whose first entry is the
+        exact reference when one holds it (it sorts before its longer namesakes). Any other text is part of
+        the tenure's address or of a primary tenant's name, case aside (ASCII letters only, on SQLite): a scan
+        that stops at the `limit`-th match, so when more match, which of them are found is the storage's
+        (the caller asks for a narrower search).
+        """
 
     def after(self, account_id: UUID | None, limit: int) -> list[Account]:
         """At most `limit` accounts in id order, after `account_id` (from the first when None), held for
@@ -401,6 +436,9 @@ class InterimDeliveries(Protocol):
     def last_delivered_at(self, sink: str) -> datetime | None:
         """When the sink last took a delivery without failing; None if it never has."""
 
+    def last_error(self, sink: str) -> str | None:
+        """Why the sink's last delivery failed; None when it went well (or none was tried)."""
+
 
 class DeadLetters(Protocol):
     def add(
@@ -414,8 +452,30 @@ class DeadLetters(Protocol):
         event_type: str | None = None,
     ) -> None: ...
 
-    def list(self, include_replayed: bool = False) -> list[DeadLetter]: ...
+    def list(
+        self, include_replayed: bool = False, *, after: int | None = None, limit: int | None = None
+    ) -> builtins.list[DeadLetter]:
+        """Oldest first; from the one after `after` (an id), at most `limit` of them."""
+
+    def count(self, include_replayed: bool = False) -> int: ...
+    def get(self, dead_letter_id: int) -> DeadLetter | None: ...
+
+    def by_event_id(self, event_id: str) -> builtins.list[DeadLetter]:
+        """Every letter of that event, replayed or not, oldest first (a replay dead-lettered again is a new one)."""
+
+    def replayed(self, limit: int) -> builtins.list[DeadLetter]:
+        """The letters replayed last, the latest replay first."""
+
     def mark_replayed(self, dead_letter_id: int, at: datetime) -> None: ...
+
+
+class Reconciliations(Protocol):
+    """Each reconciliation's outcome, written as it finishes."""
+
+    def add(self, record: ReconciliationRecord) -> None: ...
+
+    def latest(self) -> ReconciliationRecord | None:
+        """The one that finished last; None before any has run."""
 
 
 class UnitOfWork(Protocol):
@@ -430,6 +490,7 @@ class UnitOfWork(Protocol):
     outbox: Outbox
     deliveries: InterimDeliveries
     dead_letters: DeadLetters
+    reconciliations: Reconciliations
     suspense: SuspenseItems
     charge_runs: ChargeRuns
     # The interim sinks configured in this process (`service/changes.py` owes a change to these and to every

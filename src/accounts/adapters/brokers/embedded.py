@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy import exc
 
+from accounts.adapters.database.bulk import executemany
 from accounts.adapters.database.engine import WRITE
 from accounts.adapters.database.rows import aware
 from accounts.adapters.database.tables import embedded_messages as messages
@@ -31,6 +32,9 @@ from accounts.service.ports import TENURE_TOPIC, MessageBroker, QueueDepth, Rece
 from accounts.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+_INSERT = messages.insert()  # built once: `bulk.executemany` keeps its compiled form
 
 
 def _now() -> datetime:
@@ -64,7 +68,8 @@ class EmbeddedBroker(MessageBroker):
         self.publish_many(topic, [(body, group_id, message_id)])
 
     def publish_many(self, topic: str, items: Sequence[tuple[bytes, str, str]]) -> None:
-        """Queue many messages in one transaction (the CLI and the benchmarks publish in bulk)."""
+        """Queue many messages in one transaction (the events intake, the CLI and the benchmarks publish in bulk),
+        through the driver's executemany (SQLite) or COPY (PostgreSQL): the intake's batches of thousands."""
         now = _now()
         items = [item for item in items if topic == self.topic]  # no queue on any other topic
         if not items:
@@ -82,7 +87,7 @@ class EmbeddedBroker(MessageBroker):
         ]
         try:
             with self._write() as connection, connection.begin():
-                connection.execute(messages.insert(), rows)
+                executemany(connection, _INSERT, rows)
         except exc.DBAPIError as error:
             raise TransientError(f"embedded queue unavailable: {error.orig}") from error
 

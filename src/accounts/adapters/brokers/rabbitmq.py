@@ -11,7 +11,11 @@ Why it looks like this:
   single shared queue a 60 s retry would hold back a 1 s retry queued behind it. Bucket queues
   delete themselves (`x-expires`) once unused.
 * Publisher confirms make `publish` return only once the broker has taken responsibility for the
-  message, which is what the port promises.
+  message, which is what the port promises. `publish_many` keeps the promise for a whole batch with
+  a transaction on a channel of its own (a channel is in confirm or in transaction mode, never
+  both): every message, then one commit, which RabbitMQ answers once the batch is on disk. pika's
+  BlockingConnection waits for each confirm in turn, a round trip and an fsync a message (a few
+  hundred a second); the commit is one of each for the batch, and all or nothing.
 * pika's BlockingConnection is not thread-safe, so an instance must only be used by one thread at a
   time; the worker keeps one instance for consuming and another for publishing. Connections are
   opened lazily and re-opened after any failure, so a RabbitMQ restart surfaces as a
@@ -159,6 +163,7 @@ class RabbitMqBroker(MessageBroker):
         self._prefetch = max(1, prefetch)
         self._connection: Any = None
         self._channel: Any = None
+        self._batch_channel: Any = None  # in transaction mode, on the same connection (publish_many)
         self._generation = 0
         self._consumer_tag: str | None = None
         self._consumer_cancelled = False
@@ -177,6 +182,27 @@ class RabbitMqBroker(MessageBroker):
             message_id=message_id,
         )
         self._call_reconnecting("publish", lambda channel: channel.basic_publish(exchange, group_id, body, properties))
+
+    def publish_many(self, topic: str, items: Sequence[tuple[bytes, str, str]]) -> None:
+        """Publish the batch in one transaction: returns once the broker holds all of it; raises having
+        published none of it, unless the connection was lost with the commit's answer (then, as with a lost
+        confirm, the retry publishes it again: the listener skips events it has seen)."""
+        if not items:
+            return
+        exchange = self._exchange_for(topic)
+
+        def publish_all(channel: Any) -> None:
+            batch = self._transaction_channel()
+            for body, group_id, message_id in items:
+                properties = pika.BasicProperties(
+                    content_type="application/json",
+                    delivery_mode=pika.DeliveryMode.Persistent,
+                    message_id=message_id,
+                )
+                batch.basic_publish(exchange, group_id, body, properties)
+            batch.tx_commit()
+
+        self._call_reconnecting("publish", publish_all)
 
     def receive(self, max_messages: int, wait_seconds: float) -> list[ReceivedMessage]:
         """Up to max_messages, returning as soon as any are there or after about wait_seconds."""
@@ -379,6 +405,14 @@ class RabbitMqBroker(MessageBroker):
         self._generation += 1
         return channel
 
+    def _transaction_channel(self) -> Any:
+        """The connection's channel in transaction mode, opened on first use (after `_ensure_channel`)."""
+        if self._batch_channel is None or not self._batch_channel.is_open:
+            channel = self._connection.channel()
+            channel.tx_select()
+            self._batch_channel = channel
+        return self._batch_channel
+
     def _declare_topology(self, channel: Any) -> None:
         channel.exchange_declare(self.tenure_exchange, exchange_type="topic", durable=True)
         channel.exchange_declare(self.dead_letter_queue, exchange_type="fanout", durable=True)
@@ -449,6 +483,7 @@ class RabbitMqBroker(MessageBroker):
     def _drop(self) -> None:
         """Forget the connection (closing it if possible); deliveries on it become stale."""
         connection, self._connection, self._channel = self._connection, None, None
+        self._batch_channel = None
         self._consumer_tag = None
         self._consumer_cancelled = False
         self._buffer.clear()

@@ -188,6 +188,27 @@ dead_letters = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("replayed_at", Timestamp),
+    sa.Index("ix_dead_letters_event_id", "event_id"),  # a replayed letter's later ones (what became of it)
+)
+
+# Each reconciliation of the interim copies, as it finished (the /interim page shows the latest).
+interim_reconciliations = sa.Table(
+    "interim_reconciliations",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("started_at", Timestamp, nullable=False),
+    sa.Column("finished_at", Timestamp, nullable=False),
+    sa.Column("run_by", sa.String(200), nullable=False),
+    sa.Column("targets", sa.JSON, nullable=False),  # the sync table and each sink checked
+    sa.Column("expected", sa.Integer, nullable=False),
+    sa.Column("matched", sa.Integer, nullable=False),
+    sa.Column("missing", sa.Integer, nullable=False),
+    sa.Column("extra", sa.Integer, nullable=False),
+    sa.Column("changed", sa.Integer, nullable=False),
+    sa.Column("duplicate", sa.Integer, nullable=False),
+    sa.Column("unreadable", sa.Integer, nullable=False),
+    sa.Column("differences", sa.JSON, nullable=False),  # the first ones, described
+    sa.Index("ix_interim_reconciliations_finished", "finished_at"),
 )
 
 # The interim sync table: one tenancy-agreement row per tenure account, written with the change.

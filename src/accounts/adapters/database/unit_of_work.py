@@ -13,6 +13,7 @@ from sqlalchemy import exc
 from accounts.adapters.database.charge_runs import SqlChargeRuns
 from accounts.adapters.database.engine import WRITE, WriterBusy, writer_turn
 from accounts.adapters.database.journal import Memory
+from accounts.adapters.database.reconciliations import SqlReconciliations
 from accounts.adapters.database.repositories import (
     SqlAccountRepository,
     SqlDeadLetters,
@@ -42,6 +43,7 @@ from accounts.service.unit_of_work import (
     ParkedEvents,
     PaymentReferenceSerials,
     ProcessedEvents,
+    Reconciliations,
     SuspenseItems,
     TargetTypeRepository,
     TenureCopies,
@@ -78,6 +80,7 @@ class SqlAlchemyUnitOfWork:
     outbox: Outbox
     deliveries: InterimDeliveries
     dead_letters: DeadLetters
+    reconciliations: Reconciliations
     suspense: SuspenseItems
     charge_runs: ChargeRuns
 
@@ -118,6 +121,7 @@ class SqlAlchemyUnitOfWork:
         self.target_types = SqlTargetTypeRepository(memory)
         self.deliveries = SqlInterimDeliveries(memory)
         self.dead_letters = SqlDeadLetters(memory)
+        self.reconciliations = SqlReconciliations(memory)
         self.charge_runs = SqlChargeRuns(memory)
         return self
 

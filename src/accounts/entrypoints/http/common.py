@@ -76,16 +76,23 @@ async def read_json(request: Request, *, exact: bool = True) -> Any:
 
 
 def within_depth(value: Any, limit: int) -> bool:
-    """True when no object or array is nested deeper than `limit` (checked without recursion)."""
-    stack = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
-        if children is None:
-            continue
+    """True when no object or array is nested deeper than `limit` (checked without recursion).
+
+    Level by level, keeping only the objects and arrays: a batch of thousands of events is
+    mostly strings, which are looked at once and never stacked.
+    """
+    level = [value] if isinstance(value, (dict, list)) else []
+    depth = 0
+    while level:
+        depth += 1
         if depth > limit:
             return False
-        stack.extend((child, depth + 1) for child in children)
+        deeper = []
+        for node in level:
+            for child in node.values() if isinstance(node, dict) else node:
+                if isinstance(child, (dict, list)):
+                    deeper.append(child)
+        level = deeper
     return True
 
 

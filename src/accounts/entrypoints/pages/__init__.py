@@ -11,13 +11,13 @@ import logging
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
-from accounts.entrypoints.pages import account, arrears, sign_in
+from accounts.entrypoints.pages import account, arrears, interim, search, sign_in, suspense
 from accounts.entrypoints.pages.common import HERE, frontend_assets, install_page_problems
 from accounts.settings import Settings
 
 log = logging.getLogger(__name__)
 
-ROUTERS = [sign_in.router, arrears.router, account.router]
+ROUTERS = [sign_in.router, arrears.router, account.router, interim.router, search.router, suspense.router]
 
 
 def install_pages(app: FastAPI, settings: Settings) -> None:
