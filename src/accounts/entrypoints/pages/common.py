@@ -37,6 +37,7 @@ environment = jinja2.Environment(
         ]
     ),
     autoescape=True,  # names and addresses come from data: always escaped
+    auto_reload=False,  # templates ship with the package: no stat of each file on every page
     undefined=jinja2.ChainableUndefined,  # as Nunjucks: the GOV.UK macros read params that may be absent
     trim_blocks=True,
     lstrip_blocks=True,
