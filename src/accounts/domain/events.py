@@ -143,7 +143,8 @@ def parse_envelope(body: bytes | str | dict[str, Any]) -> EventEnvelope:
     if not isinstance(raw, dict):
         raise MalformedEvent("body is not a JSON object")
     try:
-        date_time = datetime.fromisoformat(_text(raw, "dateTime").replace("Z", "+00:00"))
+        text = _text(raw, "dateTime")
+        date_time = datetime.fromisoformat(text[:-1] + "+00:00" if text[-1] in "Zz" else text)
     except ValueError:
         raise MalformedEvent(f"dateTime is not ISO-8601: {str(raw.get('dateTime'))[:64]!r}") from None
     if date_time.tzinfo is None:
