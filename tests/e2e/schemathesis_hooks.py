@@ -44,6 +44,13 @@ STATE_OR_CROSS_FIELD_RULES: dict[tuple[str, str], set[tuple[str, str]]] = {
         ("tenure.tenureId", "is required"),
         ("tenure.tenureType.code", "is required"),
     },
+    # A posting must leave the balance within NUMERIC(14,2): it depends on the balance the account has.
+    ("POST", "/api/v1/accounts/{id}/transactions"): {
+        ("amount", "would take the account balance beyond 1,000,000,000,000 in size")
+    },
+    ("POST", "/api/v1/accounts/{id}/transactions/{transactionId}/reversal"): {
+        ("amount", "would take the account balance beyond 1,000,000,000,000 in size")
+    },
     # A calendar rule: the week starts on a Monday.
     ("POST", "/api/v1/charge-runs"): {("weekStarting", "must be a Monday")},
 }

@@ -63,7 +63,7 @@ def st_run(api: Server, tmp_path: Path) -> tuple[subprocess.CompletedProcess[str
         str(tmp_path / "report"),
     ]
     result = subprocess.run(
-        command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=540, check=False
+        command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=540, check=False
     )
     lines = dropped.read_text(encoding="utf-8").splitlines() if dropped.exists() else []
     return result, lines

@@ -44,6 +44,7 @@ from accounts.entrypoints.http.schemas import (
     Health,
     TargetTypeList,
     merge_patch_schema,
+    unknown_fields,
 )
 from accounts.entrypoints.http.worklist import add_worklist_routes
 from accounts.service.accounts import ARREARS_SORT_NAMES
@@ -63,6 +64,8 @@ def events_too_large(limit: int) -> str:
 
 
 MERGE_PATCH_SCHEMA = merge_patch_schema()
+MERGE_PATCH_DEFS = dict(MERGE_PATCH_SCHEMA["$defs"])
+SORT_NAMES_LOWER = frozenset(name.lower() for name in ARREARS_SORT_NAMES)
 UUID_SCHEMA: dict[str, Any] = {"type": "string", "format": "uuid"}
 ENVELOPE_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -208,6 +211,10 @@ def build_router() -> APIRouter:
             raise ApiProblem(
                 400, "direction must be asc or desc", [{"name": "direction", "reason": "must be asc or desc"}]
             )
+        for value in (sortBy, sort):  # the alias is checked too when sortBy wins; either is named sortBy
+            if value and value.lower() not in SORT_NAMES_LOWER:
+                reason = f"must be one of {', '.join(ARREARS_SORT_NAMES)}"
+                raise ApiProblem(400, f"sortBy {reason}", [{"name": "sortBy", "reason": reason}])
         count = settings.arrears_default_count if resultsCount is None else resultsCount
         if not 1 <= count <= settings.arrears_max_count:
             reason = f"must be between 1 and {settings.arrears_max_count}"
@@ -256,7 +263,7 @@ def build_router() -> APIRouter:
             "requestBody": {
                 "required": True,
                 "content": {
-                    "application/merge-patch+json": {"schema": MERGE_PATCH_SCHEMA},
+                    "application/merge-patch+json": {"schema": dict(MERGE_PATCH_SCHEMA)},  # its $defs are moved
                     "application/json-patch+json": {"schema": JSON_PATCH_SCHEMA},
                     "application/json": {
                         "schema": {
@@ -289,6 +296,15 @@ def build_router() -> APIRouter:
         if kind not in (MERGE_PATCH, JSON_PATCH, PLAIN_JSON):
             raise ApiProblem(415, f"send {MERGE_PATCH}, {JSON_PATCH} or {PLAIN_JSON}; got {kind or 'no content type'}")
         body = await read_json(request)
+        if kind != JSON_PATCH and isinstance(body, dict):
+            unknown = unknown_fields(body, MERGE_PATCH_SCHEMA, MERGE_PATCH_DEFS)
+            if unknown:
+                rule = "is not a known field; check its spelling"
+                raise ApiProblem(
+                    400,
+                    "; ".join(f"{name}: {rule}" for name in unknown),
+                    [{"name": n, "reason": rule} for n in unknown],
+                )
 
         def change(account: Account) -> dict[str, Any]:
             document = to_wire(account)

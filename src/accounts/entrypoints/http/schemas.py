@@ -292,11 +292,40 @@ def merge_patch_schema() -> dict[str, Any]:
     return {
         "type": "object",
         "title": "AccountMergePatch",
-        "description": "The fields to change; null removes a field (and so resets a balance to 0.00)",
+        "description": (
+            "The fields to change; null removes a field (and so resets a balance to 0.00). "
+            f"{', '.join(READ_ONLY_FIELDS)} may also be sent with the values the account has (a whole document "
+            "read and sent back); any change to them is refused"
+        ),
         "properties": properties,
         "additionalProperties": False,
         "$defs": defs,
     }
+
+
+# The account document's fields a client cannot set; a merge patch may carry them unchanged.
+READ_ONLY_FIELDS = ("id", "createdAt", "createdBy", "lastUpdatedAt", "lastUpdatedBy")
+
+
+def unknown_fields(patch: Any, schema: dict[str, Any], defs: dict[str, Any], prefix: str = "") -> list[str]:
+    """The names in a merge patch that its schema (`merge_patch_schema`) does not know, at any depth.
+
+    A merge patch is checked as sent: merged, `{"spelling mistake": null}` would change nothing and pass unseen.
+    """
+    if not isinstance(patch, dict):
+        return []
+    branches = [defs[b["$ref"].rsplit("/", 1)[1]] if "$ref" in b else b for b in schema.get("anyOf", [schema])]
+    objects = [b for b in branches if b.get("type") == "object" and "properties" in b]
+    if not objects:
+        return []
+    properties = objects[0]["properties"]
+    found = []
+    for key, value in patch.items():
+        if key in properties:
+            found += unknown_fields(value, properties[key], defs, f"{prefix}{key}.")
+        elif not (prefix == "" and key in READ_ONLY_FIELDS):
+            found.append(f"{prefix}{key}")
+    return found
 
 
 class ChargeOut(BaseModel):
