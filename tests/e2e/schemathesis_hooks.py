@@ -7,6 +7,10 @@ schema-valid request may still be refused for them; Schemathesis reports each su
 ("schema-valid request rejected"). `filter_failure` drops exactly those ST202 failures, recognised by the
 operation, the status and the field and rule the problem document names; every other failure, and every
 other check on the same response, still counts.
+
+If-Match is left out of the generated requests (a drawn ETag is never the current one: see below), and a
+412 to a request whose body breaks the schema is not an ST201 (RFC 9110 evaluates the precondition first).
+Each dropped failure is written to ACCOUNTS_SCHEMATHESIS_DROPPED_LOG when it is set.
 """
 
 from __future__ import annotations
