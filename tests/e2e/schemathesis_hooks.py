@@ -47,6 +47,9 @@ STATE_OR_CROSS_FIELD_RULES: dict[tuple[str, str], set[tuple[str, str]]] = {
         ("endDate", "must not be before startDate"),
         ("tenure.tenureId", "is required"),
         ("tenure.tenureType.code", "is required"),
+        # A new balance is posted as an Adjustment of the difference, which must itself be an amount: from a
+        # balance near the limit, a balance near the other limit is too far.
+        ("accountBalance", "must be less than 1,000,000,000,000 in size"),
     },
     # A posting must leave the balance within NUMERIC(14,2): it depends on the balance the account has.
     ("POST", "/api/v1/accounts/{id}/transactions"): {
