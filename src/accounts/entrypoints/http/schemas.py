@@ -157,6 +157,13 @@ def _as_utc(value: datetime | None) -> datetime | None:
         raise ValueError("is outside the range of dates this service can hold") from None
 
 
+# The domain's rule, declared: a Master account has no parent.
+MASTER_HAS_NO_PARENT: dict[str, Any] = {
+    "if": {"properties": {"accountType": {"const": AccountType.MASTER.value}}, "required": ["accountType"]},
+    "then": {"properties": {"parentAccountId": {"type": "null"}}},
+}
+
+
 class AccountFields(Wire):
     """The fields a client may set, shared by create and the result of a patch."""
 
@@ -211,13 +218,7 @@ class AccountFields(Wire):
 class AccountCreate(AccountFields):
     """POST /api/v1/accounts. createdBy and friends are accepted but the token decides them."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            # The domain's rule, declared: a Master account has no parent.
-            "if": {"properties": {"accountType": {"const": AccountType.MASTER.value}}, "required": ["accountType"]},
-            "then": {"properties": {"parentAccountId": {"type": "null"}}},
-        }
-    )
+    model_config = ConfigDict(json_schema_extra=MASTER_HAS_NO_PARENT)
 
     createdBy: Text | None = Field(default=None, description="Ignored: taken from the bearer token")
     lastUpdatedBy: Text | None = Field(default=None, description="Ignored: taken from the bearer token")
@@ -299,6 +300,7 @@ def merge_patch_schema() -> dict[str, Any]:
         ),
         "properties": properties,
         "additionalProperties": False,
+        **MASTER_HAS_NO_PARENT,  # as on a create: a patch making the account a Master does not give it a parent
         "$defs": defs,
     }
 
