@@ -84,6 +84,7 @@ def envelope(**overrides: Any) -> dict[str, Any]:
         ({"user": []}, "user must be an object"),
         ({"user": {"name": 1}}, "user.name must be string"),
         ({"dateTime": "2026-04-06"}, "RFC 3339"),
+        ({"dateTime": "0001-01-01T00:02:00.0+00:09"}, "0002 to 9998"),  # before any instant in UTC: was a 500
         ({"sourceSystem": 7}, "sourceSystem must be a string"),
         ({"correlationId": "not-a-uuid"}, "correlationId must be a UUID"),
         ({"eventType": ""}, "eventType must be a non-empty string"),

@@ -66,6 +66,8 @@ def events_too_large(limit: int) -> str:
 MERGE_PATCH_SCHEMA = merge_patch_schema()
 MERGE_PATCH_DEFS = dict(MERGE_PATCH_SCHEMA["$defs"])
 SORT_NAMES_LOWER = frozenset(name.lower() for name in ARREARS_SORT_NAMES)
+# The years an envelope's dateTime may name: every offset then still gives an instant in UTC.
+YEARS = r"(000[2-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])"
 UUID_SCHEMA: dict[str, Any] = {"type": "string", "format": "uuid"}
 ENVELOPE_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -78,7 +80,12 @@ ENVELOPE_SCHEMA: dict[str, Any] = {
         "sourceSystem": {"type": "string"},
         "version": {"type": "string"},
         "correlationId": UUID_SCHEMA,
-        "dateTime": {"type": "string", "format": "date-time"},
+        "dateTime": {
+            "type": "string",
+            "format": "date-time",
+            "description": "RFC 3339, in the years 0002 to 9998",
+            "pattern": f"^{YEARS}-",
+        },
         "user": {"type": "object", "properties": {"name": {"type": "string"}, "email": {"type": "string"}}},
         "entityId": UUID_SCHEMA,
         "eventData": {
@@ -94,7 +101,7 @@ ENVELOPE_SCHEMA: dict[str, Any] = {
 
 UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 # RFC 3339's date-time (JSON Schema's format), which datetime.fromisoformat then reads.
-DATE_TIME_TEXT = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+DATE_TIME_TEXT = re.compile(YEARS + r"-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
 
 
 def envelope_problem(raw: Any) -> str | None:
@@ -119,7 +126,7 @@ def envelope_problem(raw: Any) -> str | None:
             if not isinstance(value, str) or len(value) < rule.get("minLength", 0):
                 return f"{name} must be a {'non-empty ' if rule.get('minLength') else ''}string"
             if rule.get("format") == "date-time" and not DATE_TIME_TEXT.fullmatch(value):
-                return f"{name} must be an RFC 3339 date-time, such as 2026-04-06T09:30:00Z"
+                return f"{name} must be an RFC 3339 date-time in the years 0002 to 9998, such as 2026-04-06T09:30:00Z"
         elif not isinstance(value, dict):
             return f"{name} must be an object"
         else:
