@@ -7,6 +7,8 @@ import random
 from typing import Any
 from uuid import UUID, uuid4
 
+import pytest
+
 from accounts.domain.account import Account, AccountType, to_wire
 from accounts.domain.events import MalformedEvent, parse_envelope
 from accounts.domain.payment_reference import has_valid_check_digit
@@ -158,3 +160,11 @@ def test_a_batch_gives_the_accounts_one_by_one_handling_gives(fakes: OnFakes) ->
     for tale in stories:
         [account] = masters(fakes, tale.tenure_id)
         assert decided_by_tenure(to_wire(account)) == decided_by_tenure(expected_account(tale.tenure))
+
+
+@pytest.mark.parametrize("moment", ["0001-01-01T00:02:00.0+00:09", "9999-12-31T23:59:00-01:00"])
+def test_an_event_time_outside_the_years_a_utc_datetime_holds_is_malformed_not_a_crash(moment: str) -> None:
+    envelope = {"id": str(uuid4()), "eventType": "TenureCreatedEvent", "dateTime": moment, "entityId": str(uuid4())}
+
+    with pytest.raises(MalformedEvent, match="outside the years"):
+        parse_envelope(envelope)

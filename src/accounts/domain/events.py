@@ -143,11 +143,16 @@ def parse_envelope(body: bytes | str | dict[str, Any]) -> EventEnvelope:
     if not isinstance(raw, dict):
         raise MalformedEvent("body is not a JSON object")
     try:
-        date_time = datetime.fromisoformat(_text(raw, "dateTime").replace("Z", "+00:00"))
+        text = _text(raw, "dateTime")
+        date_time = datetime.fromisoformat(text[:-1] + "+00:00" if text[-1] in "Zz" else text)
     except ValueError:
         raise MalformedEvent(f"dateTime is not ISO-8601: {str(raw.get('dateTime'))[:64]!r}") from None
     if date_time.tzinfo is None:
         date_time = date_time.replace(tzinfo=UTC)
+    try:
+        date_time = date_time.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before the first instant a datetime holds in UTC
+        raise MalformedEvent(f"dateTime is outside the years this service holds: {text[:64]!r}") from None
     user = raw.get("user") or {}
     if not isinstance(user, dict):
         raise MalformedEvent("user must be an object")
@@ -162,7 +167,7 @@ def parse_envelope(body: bytes | str | dict[str, Any]) -> EventEnvelope:
         source_system=str(raw.get("sourceSystem") or ""),
         version=str(raw.get("version") or "v1"),
         correlation_id=_uuid(raw, "correlationId") if correlation else uuid4(),
-        date_time=date_time.astimezone(UTC),
+        date_time=date_time,
         user=Actor(name=str(user.get("name") or ""), email=str(user.get("email") or "")),
         entity_id=_uuid(raw, "entityId"),
         old_data=_data(event_data, "oldData"),

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import date, datetime
+from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
@@ -22,16 +23,17 @@ from accounts.entrypoints.http.common import (
 )
 from accounts.entrypoints.http.problems import problem_responses
 from accounts.entrypoints.http.reads import authorise_read, parse_uuid
-from accounts.entrypoints.http.schemas import Day, MoneyOut, Wire
+from accounts.entrypoints.http.schemas import MoneyOut, RentDay, Wire
 from accounts.service.charge_runs import ChargeRunService
 
 log = logging.getLogger(__name__)
+RunId = Annotated[str, Path(description="The charge run's id", json_schema_extra={"format": "uuid"})]
 
 
 class ChargeRunIn(Wire):
     """POST /api/v1/charge-runs."""
 
-    weekStarting: Day = Field(description="The Monday the rent week starts on, such as 2026-04-06")
+    weekStarting: RentDay = Field(description="The Monday the rent week starts on, such as 2026-04-06")
 
 
 class RefusalOut(BaseModel):
@@ -135,7 +137,7 @@ def add_charge_run_routes(router: APIRouter) -> None:
         responses=problem_responses(400, 401, 403, 404, 503),
         summary="A charge run's progress and totals",
     )
-    def get_charge_run(request: Request, id: str) -> Response:
+    def get_charge_run(request: Request, id: RunId) -> Response:
         authorise_read(request)
         run_id = parse_uuid(id, "id")
         return json_response(run_to_wire(services(request).charge_runs.get(run_id)))

@@ -9,7 +9,8 @@ from datetime import date
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Path, Query, Request
+from pydantic import WithJsonSchema
 from starlette.responses import Response, StreamingResponse
 
 from accounts.domain.account import etag
@@ -26,7 +27,7 @@ from accounts.entrypoints.http.common import (
 from accounts.entrypoints.http.cursors import bad_cursor, opaque, parts_of
 from accounts.entrypoints.http.problems import ApiProblem, problem_responses
 from accounts.entrypoints.http.reads import AccountId, authorise_read, parse_uuid
-from accounts.entrypoints.http.schemas import ReversalIn, StatementOut, TransactionIn, TransactionOut
+from accounts.entrypoints.http.schemas import Day, ReversalIn, StatementOut, TransactionIn, TransactionOut
 from accounts.service.ledger import LedgerService, Posted, Statement, StatementLine
 from accounts.service.unit_of_work import StatementCursor
 
@@ -47,8 +48,12 @@ CSV_COLUMNS = (
     "postedAt",
     "createdBy",
 )
-IF_MATCH = Annotated[str | None, Header(alias="If-Match", description="The account's ETag you read")]
-TransactionId = Annotated[str, Query(description="The transaction id", json_schema_extra={"format": "uuid"})]
+IF_MATCH = Annotated[
+    str | None,
+    Header(alias="If-Match", description="The account's ETag you read; 412 unless it is the current one"),
+    WithJsonSchema({"type": "string"}),
+]
+TransactionId = Annotated[str, Path(description="The transaction id", json_schema_extra={"format": "uuid"})]
 
 
 def encode_cursor(cursor: StatementCursor) -> str:
@@ -170,7 +175,7 @@ def add_ledger_routes(router: APIRouter) -> None:
         summary="Reverse one transaction (once); a Reversal cannot be reversed",
     )
     async def reverse_transaction(
-        request: Request, id: AccountId, transactionId: str, if_match: IF_MATCH = None
+        request: Request, id: AccountId, transactionId: TransactionId, if_match: IF_MATCH = None
     ) -> Response:
         who = writer(request)
         account_id, transaction_id = parse_uuid(id, "id"), parse_uuid(transactionId, "transactionId")
@@ -187,7 +192,7 @@ def add_ledger_routes(router: APIRouter) -> None:
         responses=problem_responses(400, 401, 403, 404, 503),
         summary="One transaction of the account",
     )
-    def get_transaction(request: Request, id: AccountId, transactionId: str) -> Response:
+    def get_transaction(request: Request, id: AccountId, transactionId: TransactionId) -> Response:
         authorise_read(request)
         account_id, transaction_id = parse_uuid(id, "id"), parse_uuid(transactionId, "transactionId")
         return json_response(to_wire(services(request).ledger.transaction(account_id, transaction_id)))
@@ -204,8 +209,8 @@ def add_ledger_routes(router: APIRouter) -> None:
     def statement(
         request: Request,
         id: AccountId,
-        from_: Annotated[date | None, Query(alias="from", description="First transaction date (inclusive)")] = None,
-        to: Annotated[date | None, Query(description="Last transaction date (inclusive)")] = None,
+        from_: Annotated[Day | None, Query(alias="from", description="First transaction date (inclusive)")] = None,
+        to: Annotated[Day | None, Query(description="Last transaction date (inclusive); not before from")] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Transactions a page")] = 100,
         cursor: Annotated[str | None, Query(description="nextCursor of the page before")] = None,
     ) -> Response:

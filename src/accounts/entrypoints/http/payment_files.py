@@ -10,13 +10,14 @@ reads it a line at a time.
 from __future__ import annotations
 
 import io
+import re
 import tempfile
 from datetime import date
 from typing import Annotated, Any
 from uuid import UUID
 
 import pydantic
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
 from accounts.domain.ledger import to_wire
@@ -43,7 +44,7 @@ PAYMENT_FILES_PATH = "/api/v1/payment-files"
 CSV_TYPE = "text/csv"
 MAX_PAGE = 1000
 SPOOL_IN_MEMORY = 1024 * 1024  # a file above this is spooled to disk while it arrives
-ItemId = Annotated[str, Query(description="The suspense item's id", json_schema_extra={"format": "uuid"})]
+ItemId = Annotated[str, Path(description="The suspense item's id", json_schema_extra={"format": "uuid"})]
 
 
 def too_large(limit: int) -> str:
@@ -195,7 +196,13 @@ def add_payment_file_routes(router: APIRouter) -> None:
                 "required": True,
                 "content": {
                     CSV_TYPE: {
-                        "schema": {"type": "string", "description": f"A header row {HEADER}, then a payment a line"}
+                        "schema": {
+                            "type": "string",
+                            "description": f"A header row {HEADER} (its columns in any order and case), then a "
+                            "payment a line; a line that is not a payment is rejected alone",
+                            # The header the file must start with, as it is documented.
+                            "pattern": f"^\ufeff?{re.escape(HEADER)}(\r?\n|$)",
+                        }
                     }
                 },
             }
@@ -250,7 +257,7 @@ def add_payment_file_routes(router: APIRouter) -> None:
         responses=problem_responses(400, 401, 403, 404, 503),
         summary="One suspense item",
     )
-    def get_suspense_item(request: Request, id: str) -> Response:
+    def get_suspense_item(request: Request, id: ItemId) -> Response:
         authorise_read(request)
         try:
             return json_response(item_wire(services(request).suspense.get(parse_uuid(id, "id"))))
@@ -264,7 +271,7 @@ def add_payment_file_routes(router: APIRouter) -> None:
         openapi_extra=json_request_body(ProposalIn),
         summary="Propose the account a payment in suspense belongs to (a second person approves)",
     )
-    async def propose(request: Request, id: str) -> Response:
+    async def propose(request: Request, id: ItemId) -> Response:
         who = writer(request)
         item_id = parse_uuid(id, "id")
         asked = await model_from_json(request, ProposalIn, "proposal")
@@ -280,7 +287,7 @@ def add_payment_file_routes(router: APIRouter) -> None:
         responses=problem_responses(400, 401, 403, 404, 409, 503),
         summary="Approve the proposal (not its proposer): the payment is posted to the proposed account",
     )
-    async def approve(request: Request, id: str) -> Response:
+    async def approve(request: Request, id: ItemId) -> Response:
         who = writer(request)
         item_id = parse_uuid(id, "id")
         try:

@@ -161,16 +161,21 @@ def _location(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
+# The name of a route that only refuses its methods with a 405 (a path that another route's parameter
+# would otherwise take: PATCH /accounts/arrears is not PATCH /accounts/{id}).
+REFUSES_METHODS = "refuses_methods"
+
+
 def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
-    """Every method some route answers on this path (what a 405's Allow header must list)."""
+    """Every method some route answers on this path (what a 405's Allow header must list): for each method,
+    the first route that takes the path with it decides, as the router does."""
     path = scope.get("path", "")
-    methods = {
-        method
-        for route in app.router.routes
-        if isinstance(route, Route) and route.methods and route.path_regex.match(path)
-        for method in route.methods
-    }
-    return sorted(methods)
+    deciding: dict[str, Route] = {}
+    for route in app.router.routes:
+        if isinstance(route, Route) and route.methods and route.path_regex.match(path):
+            for method in route.methods:
+                deciding.setdefault(method, route)
+    return sorted(method for method, route in deciding.items() if route.name != REFUSES_METHODS)
 
 
 def install(app: FastAPI) -> None:

@@ -9,6 +9,8 @@ from typing import Annotated, Any
 import orjson
 import pydantic
 from fastapi import APIRouter, Depends, Header, Query, Request
+from pydantic import WithJsonSchema
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from accounts.domain.account import Account, AccountType, etag, to_wire
@@ -30,7 +32,7 @@ from accounts.entrypoints.http.common import (
 )
 from accounts.entrypoints.http.ledger import add_ledger_routes
 from accounts.entrypoints.http.payment_files import add_payment_file_routes
-from accounts.entrypoints.http.problems import ApiProblem, problem_responses
+from accounts.entrypoints.http.problems import REFUSES_METHODS, ApiProblem, problem_responses
 from accounts.entrypoints.http.reads import AccountId, parse_uuid
 from accounts.entrypoints.http.schemas import (
     JSON_PATCH_SCHEMA,
@@ -41,6 +43,8 @@ from accounts.entrypoints.http.schemas import (
     EventsAccepted,
     Health,
     TargetTypeList,
+    merge_patch_schema,
+    unknown_fields,
 )
 from accounts.entrypoints.http.worklist import add_worklist_routes
 from accounts.service.accounts import ARREARS_SORT_NAMES
@@ -59,6 +63,11 @@ def events_too_large(limit: int) -> str:
     )
 
 
+MERGE_PATCH_SCHEMA = merge_patch_schema()
+MERGE_PATCH_DEFS = dict(MERGE_PATCH_SCHEMA["$defs"])
+SORT_NAMES_LOWER = frozenset(name.lower() for name in ARREARS_SORT_NAMES)
+# The years an envelope's dateTime may name: every offset then still gives an instant in UTC.
+YEARS = r"(000[2-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])"
 UUID_SCHEMA: dict[str, Any] = {"type": "string", "format": "uuid"}
 ENVELOPE_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -71,7 +80,12 @@ ENVELOPE_SCHEMA: dict[str, Any] = {
         "sourceSystem": {"type": "string"},
         "version": {"type": "string"},
         "correlationId": UUID_SCHEMA,
-        "dateTime": {"type": "string", "format": "date-time"},
+        "dateTime": {
+            "type": "string",
+            "format": "date-time",
+            "description": "RFC 3339, in the years 0002 to 9998",
+            "pattern": f"^{YEARS}-",
+        },
         "user": {"type": "object", "properties": {"name": {"type": "string"}, "email": {"type": "string"}}},
         "entityId": UUID_SCHEMA,
         "eventData": {
@@ -85,6 +99,52 @@ ENVELOPE_SCHEMA: dict[str, Any] = {
 }
 
 
+UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+# RFC 3339's date-time (JSON Schema's format), which datetime.fromisoformat then reads.
+DATE_TIME_TEXT = re.compile(YEARS + r"-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+
+
+def envelope_problem(raw: Any) -> str | None:
+    """What makes an envelope break ENVELOPE_SCHEMA, the intake's contract (None when it keeps it).
+
+    The listener reads what MTFH sends leniently (`parse_envelope`); a client of this API is held to the
+    shape it is shown.
+    """
+    if not isinstance(raw, dict):
+        return "must be a JSON object"
+    for name in ENVELOPE_SCHEMA["required"]:
+        if name not in raw:
+            return f"{name} is required"
+    for name, rule in ENVELOPE_SCHEMA["properties"].items():
+        if name not in raw:
+            continue
+        value = raw[name]
+        if rule is UUID_SCHEMA:
+            if not isinstance(value, str) or not UUID_TEXT.fullmatch(value):
+                return f"{name} must be a UUID string"
+        elif rule.get("type") == "string":
+            if not isinstance(value, str) or len(value) < rule.get("minLength", 0):
+                return f"{name} must be a {'non-empty ' if rule.get('minLength') else ''}string"
+            if rule.get("format") == "date-time" and not DATE_TIME_TEXT.fullmatch(value):
+                return f"{name} must be an RFC 3339 date-time in the years 0002 to 9998, such as 2026-04-06T09:30:00Z"
+        elif not isinstance(value, dict):
+            return f"{name} must be an object"
+        else:
+            for key, part in rule["properties"].items():
+                if key in value and not _is_type(value[key], part["type"]):
+                    return f"{name}.{key} must be {' or '.join(_as_list(part['type']))}"
+    return None
+
+
+def _as_list(kinds: str | list[str]) -> list[str]:
+    return [kinds] if isinstance(kinds, str) else kinds
+
+
+def _is_type(value: Any, kinds: str | list[str]) -> bool:
+    wanted: dict[str, type] = {"string": str, "object": dict, "null": type(None)}
+    return any(isinstance(value, wanted[kind]) for kind in _as_list(kinds))
+
+
 def account_response(account: Account, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return json_response(to_wire(account), status, {"ETag": etag(account), **(headers or {})})
 
@@ -94,9 +154,10 @@ def account_list(accounts: list[Account]) -> Response:
 
 
 def any_case(*words: str) -> str:
-    """A JSON Schema pattern matching any of the words in any case (ECMA regexes have no i flag)."""
+    """A JSON Schema pattern matching any of the words in any case, or nothing (an empty value is the default);
+    ECMA regexes have no i flag."""
     spelled = ("".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in word) for word in words)
-    return f"^({'|'.join(spelled)})$"
+    return f"^({'|'.join(spelled)})?$"
 
 
 def build_router() -> APIRouter:
@@ -157,6 +218,10 @@ def build_router() -> APIRouter:
             raise ApiProblem(
                 400, "direction must be asc or desc", [{"name": "direction", "reason": "must be asc or desc"}]
             )
+        for value in (sortBy, sort):  # the alias is checked too when sortBy wins; either is named sortBy
+            if value and value.lower() not in SORT_NAMES_LOWER:
+                reason = f"must be one of {', '.join(ARREARS_SORT_NAMES)}"
+                raise ApiProblem(400, f"sortBy {reason}", [{"name": "sortBy", "reason": reason}])
         count = settings.arrears_default_count if resultsCount is None else resultsCount
         if not 1 <= count <= settings.arrears_max_count:
             reason = f"must be between 1 and {settings.arrears_max_count}"
@@ -165,6 +230,11 @@ def build_router() -> APIRouter:
             accountType or type, sortBy or sort or "amountOwed", order == "desc", count
         )
         return account_list(found)
+
+    # /accounts/arrears is a listing, not an account: PATCH there is a 405, not a 400 about the id.
+    @router.api_route("/accounts/arrears", methods=["PATCH"], include_in_schema=False, name=REFUSES_METHODS)
+    def arrears_is_read_only() -> Response:
+        raise StarletteHTTPException(405)
 
     router.add_api_route(
         "/accounts/{id}",
@@ -200,12 +270,16 @@ def build_router() -> APIRouter:
             "requestBody": {
                 "required": True,
                 "content": {
-                    "application/merge-patch+json": {
-                        "schema": {"type": "object", "description": "The fields to change"}
-                    },
+                    "application/merge-patch+json": {"schema": dict(MERGE_PATCH_SCHEMA)},  # its $defs are moved
                     "application/json-patch+json": {"schema": JSON_PATCH_SCHEMA},
                     "application/json": {
-                        "schema": {"oneOf": [{"type": "object", "description": "A merge patch"}, JSON_PATCH_SCHEMA]}
+                        "schema": {
+                            "description": "A merge patch (an object) or a JSON Patch (an array)",
+                            "oneOf": [
+                                {k: v for k, v in MERGE_PATCH_SCHEMA.items() if k != "$defs"},
+                                JSON_PATCH_SCHEMA,
+                            ],
+                        }
                     },
                 },
             }
@@ -215,7 +289,11 @@ def build_router() -> APIRouter:
     async def patch_account(
         request: Request,
         id: AccountId,
-        if_match: Annotated[str | None, Header(alias="If-Match", description="The ETag you read")] = None,
+        if_match: Annotated[
+            str | None,
+            Header(alias="If-Match", description="The ETag you read; 412 unless it is the current one"),
+            WithJsonSchema({"type": "string"}),
+        ] = None,
     ) -> Response:
         from accounts.entrypoints.http.patching import JSON_PATCH, MERGE_PATCH, PLAIN_JSON, apply_patch
 
@@ -225,6 +303,15 @@ def build_router() -> APIRouter:
         if kind not in (MERGE_PATCH, JSON_PATCH, PLAIN_JSON):
             raise ApiProblem(415, f"send {MERGE_PATCH}, {JSON_PATCH} or {PLAIN_JSON}; got {kind or 'no content type'}")
         body = await read_json(request)
+        if kind != JSON_PATCH and isinstance(body, dict):
+            unknown = unknown_fields(body, MERGE_PATCH_SCHEMA, MERGE_PATCH_DEFS)
+            if unknown:
+                rule = "is not a known field; check its spelling"
+                raise ApiProblem(
+                    400,
+                    "; ".join(f"{name}: {rule}" for name in unknown),
+                    [{"name": n, "reason": rule} for n in unknown],
+                )
 
         def change(account: Account) -> dict[str, Any]:
             document = to_wire(account)
@@ -291,6 +378,10 @@ def build_router() -> APIRouter:
             raise ApiProblem(400, f"send between 1 and {MAX_EVENTS_PER_REQUEST} events")
         problems, events = [], []
         for index, raw in enumerate(envelopes):
+            problem = envelope_problem(raw)
+            if problem is not None:
+                problems.append({"name": f"[{index}]", "reason": problem})
+                continue
             try:
                 events.append(parse_envelope(raw) if isinstance(raw, dict) else parse_envelope(json.dumps(raw)))
             except MalformedEvent as error:

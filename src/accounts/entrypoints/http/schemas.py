@@ -6,6 +6,7 @@ real clients send (createdBy, ...) are accepted and ignored: the token decides w
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -13,15 +14,18 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
     StringConstraints,
     WithJsonSchema,
     field_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, core_schema
 
 from accounts.domain.account import (
     AccountStatus,
@@ -68,11 +72,33 @@ MONEY_SCHEMA: dict[str, Any] = {
     # NUMERIC(14,2): less than a trillion either way (MONEY_LIMIT).
     "exclusiveMinimum": -1_000_000_000_000,
     "exclusiveMaximum": 1_000_000_000_000,
+    "multipleOf": 0.01,
     "examples": [317.54],
 }
 # A ledger amount: always more than zero (its type says which way it moves what is owed).
 AMOUNT_SCHEMA: dict[str, Any] = {**MONEY_SCHEMA, "exclusiveMinimum": 0, "examples": [125.5]}
-Storable = AfterValidator(_storable)
+# What `_storable` and a blank check refuse, as JSON Schema patterns (ECMA regexes; \s differs from Python's
+# str.isspace, so the whitespace Python strips is spelled out).
+NO_NUL_PATTERN = r"^[^\u0000]*$"
+PYTHON_SPACE = r"\t\n\u000b\f\r\u001c-\u001f \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+NOT_BLANK_PATTERN = rf"^[^\u0000]*[^\u0000{PYTHON_SPACE}][^\u0000]*$"
+
+
+@dataclass(frozen=True)
+class _Storable:
+    """Text every database can hold (`_storable`), declared in the schema by `pattern`."""
+
+    pattern: str = NO_NUL_PATTERN
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return core_schema.no_info_after_validator_function(_storable, handler(source))
+
+    def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        return {**handler(schema), "pattern": self.pattern}
+
+
+Storable = _Storable()
+StorableNotBlank = _Storable(NOT_BLANK_PATTERN)
 Text = Annotated[str, StringConstraints(max_length=200), Storable]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=100), Storable]
 Money = Annotated[
@@ -131,6 +157,13 @@ def _as_utc(value: datetime | None) -> datetime | None:
         raise ValueError("is outside the range of dates this service can hold") from None
 
 
+# The domain's rule, declared: a Master account has no parent.
+MASTER_HAS_NO_PARENT: dict[str, Any] = {
+    "if": {"properties": {"accountType": {"const": AccountType.MASTER.value}}, "required": ["accountType"]},
+    "then": {"properties": {"parentAccountId": {"type": "null"}}},
+}
+
+
 class AccountFields(Wire):
     """The fields a client may set, shared by create and the result of a patch."""
 
@@ -185,6 +218,8 @@ class AccountFields(Wire):
 class AccountCreate(AccountFields):
     """POST /api/v1/accounts. createdBy and friends are accepted but the token decides them."""
 
+    model_config = ConfigDict(json_schema_extra=MASTER_HAS_NO_PARENT)
+
     createdBy: Text | None = Field(default=None, description="Ignored: taken from the bearer token")
     lastUpdatedBy: Text | None = Field(default=None, description="Ignored: taken from the bearer token")
     createdAt: Date | None = Field(default=None, description="Ignored: set by the service")
@@ -215,6 +250,84 @@ class AccountPatched(AccountFields):
     createdAt: datetime
     lastUpdatedBy: str
     lastUpdatedAt: datetime
+
+
+def merge_patch_schema() -> dict[str, Any]:
+    """The JSON Schema of an account merge patch (RFC 7386): any of the fields a client may set, and nothing else.
+
+    null removes a field, which only a field an account may lack survives; a nested object (the tenure, its
+    type) is merged into the one the account has, so its fields are all optional here.
+    """
+    schema = AccountFields.model_json_schema(ref_template="#/components/schemas/{model}")
+    defs = schema.pop("$defs", {})
+    kept = set(AccountPatched.model_json_schema()["required"])
+
+    def nullable(field: dict[str, Any]) -> dict[str, Any]:
+        branches = field.get("anyOf", [field])
+        return field if any(b.get("type") == "null" for b in branches) else {"anyOf": [field, {"type": "null"}]}
+
+    def partial(name: str) -> dict[str, Any]:
+        """A nested model as a merge patch of it: every field optional, null only where the field may be left out."""
+        model = defs[name]
+        required = set(model.get("required", []))
+        properties = {}
+        for key, field in model["properties"].items():
+            field = {k: v for k, v in field.items() if k != "default"}
+            branches = field.get("anyOf", [field])
+            nested = [b["$ref"].rsplit("/", 1)[1] for b in branches if b.get("$ref", "").endswith("In")]
+            if nested:
+                field = {"anyOf": [partial(nested[0]), {"type": "null"}]}
+            properties[key] = field if key in required else nullable(field)
+        return {"type": "object", "properties": properties, "additionalProperties": False}
+
+    properties: dict[str, Any] = {}
+    for name, field in schema["properties"].items():
+        field.pop("default", None)
+        if name == "tenure":
+            properties[name] = {"anyOf": [partial("TenureIn"), {"type": "null"}]}
+        elif name in kept:
+            branches = [b for b in field.get("anyOf", [field]) if b.get("type") != "null"]
+            properties[name] = {**field, "anyOf": branches} if "anyOf" in field else field
+        else:
+            properties[name] = nullable(field)
+    return {
+        "type": "object",
+        "title": "AccountMergePatch",
+        "description": (
+            "The fields to change; null removes a field (and so resets a balance to 0.00). "
+            f"{', '.join(READ_ONLY_FIELDS)} may also be sent with the values the account has (a whole document "
+            "read and sent back); any change to them is refused"
+        ),
+        "properties": properties,
+        "additionalProperties": False,
+        **MASTER_HAS_NO_PARENT,  # as on a create: a patch making the account a Master does not give it a parent
+        "$defs": defs,
+    }
+
+
+# The account document's fields a client cannot set; a merge patch may carry them unchanged.
+READ_ONLY_FIELDS = ("id", "createdAt", "createdBy", "lastUpdatedAt", "lastUpdatedBy")
+
+
+def unknown_fields(patch: Any, schema: dict[str, Any], defs: dict[str, Any], prefix: str = "") -> list[str]:
+    """The names in a merge patch that its schema (`merge_patch_schema`) does not know, at any depth.
+
+    A merge patch is checked as sent: merged, `{"spelling mistake": null}` would change nothing and pass unseen.
+    """
+    if not isinstance(patch, dict):
+        return []
+    branches = [defs[b["$ref"].rsplit("/", 1)[1]] if "$ref" in b else b for b in schema.get("anyOf", [schema])]
+    objects = [b for b in branches if b.get("type") == "object" and "properties" in b]
+    if not objects:
+        return []
+    properties = objects[0]["properties"]
+    found = []
+    for key, value in patch.items():
+        if key in properties:
+            found += unknown_fields(value, properties[key], defs, f"{prefix}{key}.")
+        elif not (prefix == "" and key in READ_ONLY_FIELDS):
+            found.append(f"{prefix}{key}")
+    return found
 
 
 class ChargeOut(BaseModel):
@@ -297,12 +410,22 @@ JSON_PATCH_SCHEMA: dict[str, Any] = {
         "required": ["op", "path"],
         "properties": {
             "op": {"type": "string", "enum": ["add", "remove", "replace", "move", "copy", "test"]},
-            "path": {"type": "string"},
-            "from": {"type": "string"},
+            # A field of the account, never the whole document ("" or "/").
+            "path": {"type": "string", "pattern": r"^([\s\S]{2,}|[^/])$"},
+            "from": {"type": "string", "pattern": r"^([\s\S]{2,}|[^/])$"},
             "value": {},
             "operationType": {},
         },
+        # What each operation needs besides its path (RFC 6902 4.1-4.6).
+        "allOf": [
+            {
+                "if": {"properties": {"op": {"enum": ["add", "replace", "test"]}}},
+                "then": {"required": ["value"]},
+            },
+            {"if": {"properties": {"op": {"enum": ["move", "copy"]}}}, "then": {"required": ["from"]}},
+        ],
     },
+    "maxItems": 100,
 }
 
 
@@ -320,17 +443,34 @@ def _day_text(value: Any) -> Any:
 
 
 Day = Annotated[date, BeforeValidator(_day_text)]
+# The days that have a rent week (rent_week.FIRST_DAY 0001-04-02 to LAST_DAY 9999-04-04), as a pattern beside
+# the date format: JSON Schema has no bounds for dates.
+RENT_DAY_PATTERN = (
+    r"^(0001-(04-(0[2-9]|[12][0-9]|30)|0[5-9]-[0-9]{2}|1[0-2]-[0-9]{2})"
+    r"|(000[2-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-[0-9]{2}-[0-9]{2}"
+    r"|9999-(0[1-3]-[0-9]{2}|04-0[1-4]))$"
+)
+RentDay = Annotated[Day, WithJsonSchema({"type": "string", "format": "date", "pattern": RENT_DAY_PATTERN})]
 
 
 class TransactionIn(Wire):
     """POST /api/v1/accounts/{id}/transactions. createdBy is accepted but the token decides it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            # The domain's rule, declared: an Adjustment says which way it moves what is owed, nothing else does.
+            "if": {"properties": {"transactionType": {"const": TransactionType.ADJUSTMENT.value}}},
+            "then": {"required": ["direction"], "properties": {"direction": {"enum": [d.value for d in Direction]}}},
+            "else": {"properties": {"direction": {"type": "null"}}},
+        }
+    )
 
     id: UUID = Field(description="Chosen by the client: posting the same id again posts nothing twice")
     transactionType: PostableType
     amount: Annotated[Money, WithJsonSchema(AMOUNT_SCHEMA)] = Field(
         description="Greater than zero, at most two decimal places"
     )
-    transactionDate: Day = Field(description="The day it applies; its rent week is worked out from it")
+    transactionDate: RentDay = Field(description="The day it applies; its rent week is worked out from it")
     direction: Direction | None = Field(default=None, description="Only on an Adjustment, which requires it")
     description: Annotated[str, StringConstraints(max_length=500), Storable] | None = None
     reference: Annotated[str, StringConstraints(max_length=100), Storable] | None = Field(
@@ -351,7 +491,7 @@ class TransactionIn(Wire):
 
 
 class ReversalIn(Wire):
-    reason: Annotated[str, StringConstraints(min_length=1, max_length=500), Storable]
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=500), StorableNotBlank]
     id: UUID | None = Field(default=None, description="The Reversal's own id; a retry with it posts nothing twice")
 
 

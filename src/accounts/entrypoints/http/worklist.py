@@ -9,7 +9,7 @@ from uuid import UUID
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
 from starlette.responses import Response
 
 from accounts.domain.account import RentGroupType, tenure_to_wire
@@ -28,14 +28,18 @@ LIMIT = Decimal(10) ** 12  # as NUMERIC(14,2): twelve digits before the point
 
 
 def _any_case(*words: str) -> str:
-    """A JSON Schema pattern matching any of the words in any case (as `routes.any_case`; ECMA regexes have no i flag)."""
+    """A JSON Schema pattern matching any of the words in any case, or nothing (an empty value is the default),
+    as `routes.any_case`; ECMA regexes have no i flag."""
     spelled = ("".join(f"[{c.lower()}{c.upper()}]" for c in word) for word in words)
-    return f"^({'|'.join(spelled)})$"
+    return f"^({'|'.join(spelled)})?$"
 
 
 # Module-level: the routes' annotations are resolved against this module's names.
 SORT_PATTERN = _any_case(*(sort.value for sort in WorklistSort))
 DIRECTION_PATTERN = _any_case("asc", "desc")
+# The filters as the query reads them: plain numbers (never "NaN" or "1e3" spelled as text), an amount in pence.
+WEEKS_SCHEMA: dict[str, Any] = {"type": "number", "minimum": 0, "exclusiveMaximum": float(LIMIT)}
+OWED_SCHEMA: dict[str, Any] = {**WEEKS_SCHEMA, "multipleOf": 0.01}
 
 
 class WorklistEntryOut(BaseModel):
@@ -184,12 +188,14 @@ def add_worklist_routes(router: APIRouter) -> None:
         minWeeksInArrears: Annotated[
             Decimal | None,
             Query(ge=0, lt=LIMIT, allow_inf_nan=False, description="Only accounts at least this many weeks behind"),
+            WithJsonSchema(WEEKS_SCHEMA),
         ] = None,
         minAmountOwed: Annotated[
             Decimal | None,
             Query(
                 ge=0, lt=LIMIT, decimal_places=2, allow_inf_nan=False, description="Only accounts owing at least this"
             ),
+            WithJsonSchema(OWED_SCHEMA),
         ] = None,
         sortBy: Annotated[
             str | None,
