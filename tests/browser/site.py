@@ -4,9 +4,7 @@ Chromium pages signed in as the council's sign-in would sign them in: the JWT in
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +14,7 @@ import httpx
 
 from accounts.entrypoints.http.auth import mint_token
 from tests.conftest import free_port, make_settings
-from tests.e2e.test_api_server import ACCOUNTS, SECRET
+from tests.e2e.test_api_server import ACCOUNTS, SECRET, running
 
 # Who uses the pages in the tests: a caseworker who only reads, and two finance officers (suspense
 # needs two: one proposes, a different one approves).
@@ -74,25 +72,8 @@ def serve(database_url: str, tmp: Path) -> Iterator[Site]:
     environment = {**site.environment(), "ACCOUNTS_HOST": "127.0.0.1", "ACCOUNTS_PORT": str(port)}
     with site.log.open("wb") as output:
         process = subprocess.Popen([str(ACCOUNTS), "serve"], env=environment, stdout=output, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, f"the server exited: {site.log.read_text()[-2000:]}"
-            try:
-                if httpx.get(f"{site.url}/api/v1/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"the server never became ready: {site.log.read_text()[-2000:]}"
-            time.sleep(0.1)
+    with running(process, site.url, site.log, 60):
         yield site
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
 
 
 def signed_in(browser: Any, site: Site, who: str = "officer", path: str = "/arrears") -> Any:

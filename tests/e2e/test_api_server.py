@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -56,8 +57,16 @@ def server(tmp_path: Path) -> Iterator[Server]:
     token = mint_token(
         settings, name="Finance Officer", email="finance.officer@hackney.gov.uk", groups=["housing-finance-write"]
     )
+    with running(process, url, log, 30):
+        yield Server(url, token, process, log)
+
+
+@contextlib.contextmanager
+def running(process: subprocess.Popen[bytes], url: str, log: Path, timeout: float) -> Iterator[None]:
+    """Once `accounts serve` answers ready (failing with its log if it exits or never does); stopped with
+    SIGTERM afterwards, as an operator stops it."""
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + timeout
         while True:
             assert process.poll() is None, f"the server exited: {log.read_text()[-2000:]}"
             try:
@@ -67,7 +76,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
                 pass
             assert time.monotonic() < deadline, f"the server never became ready: {log.read_text()[-2000:]}"
             time.sleep(0.1)
-        yield Server(url, token, process, log)
+        yield
     finally:
         process.send_signal(signal.SIGTERM)
         try:
