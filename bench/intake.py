@@ -21,14 +21,12 @@ process (the *bench* column of the bounds table is the load generator here).
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import itertools
 import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +35,7 @@ import orjson
 
 from accounts.adapters.database.engine import create_engine
 from bench import listener, servers
-from bench.cpu import CpuUse, CpuWatch
+from bench.cpu import CpuWatch, watching
 from bench.seed import fresh_database
 from bench.topology import Topology, ensure_database
 
@@ -149,23 +147,6 @@ def post_all(
     return seconds, statuses
 
 
-@contextlib.contextmanager
-def _watch(pids: list[int], database: str | None = None) -> Iterator[CpuUse]:
-    use = CpuUse()
-    watch = CpuWatch(pids, database).start()
-    try:
-        yield use
-    finally:
-        measured = watch.stop()
-        use.wall, use.seconds, use.busy, use.iowait, use.cores = (
-            measured.wall,
-            measured.seconds,
-            measured.busy,
-            measured.iowait,
-            measured.cores,
-        )
-
-
 def accepting(
     topology: Topology, work: Path, token: str, envelopes: int, batches: tuple[int, ...] = (BATCH, LARGE_BATCH)
 ) -> list[Accepting]:
@@ -190,12 +171,12 @@ def accepting(
         try:
             with servers.running(f"intake-accept-{batch}", command, env, work, port, "/api/v1/health/live") as server:
                 post_all(server.port, token, warm)
-                with _watch([server.process.pid], None if topology.embedded else database) as use:
+                with watching([server.process.pid], None if topology.embedded else database) as use:
                     seconds, statuses = post_all(server.port, token, measured)
                 peak = server.memory.stop()
             with servers.ceiling(work) as ceiling:
                 post_all(ceiling.port, token, warm)
-                with _watch([ceiling.process.pid]) as ceiling_use:
+                with watching([ceiling.process.pid]) as ceiling_use:
                     ceiling_seconds, _ = post_all(ceiling.port, token, measured)
         finally:
             extra["cleanup"]()

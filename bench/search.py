@@ -29,7 +29,7 @@ from accounts.adapters.database.repositories import search_query
 from accounts.adapters.database.unit_of_work import SqlAlchemyUnitOfWork
 from accounts.service.accounts import AccountService, search_text
 from bench.seed import NAMES as TENANTS
-from bench.seed import STREETS, fresh_database
+from bench.seed import STREETS, fresh_database, settle
 from bench.topology import POSTGRES_URL, database_note, ensure_database, set_database_note
 
 WORK = Path("var/bench/search")
@@ -60,12 +60,13 @@ def database_url(kind: str, size: int) -> str:
     return server.set(database=f"bench_search_{size}").render_as_string(hide_password=False)
 
 
-def seeded(url: str, size: int) -> bool:
+def seeded(url: str, size: int, reseed: bool) -> bool:
+    """Whether the database holds the seeding already (and so is reused); the database exists after it."""
     if is_sqlite(url):
-        return Path(make_url(url).database or "").exists()
+        return not reseed and Path(make_url(url).database or "").exists()
     server = make_url(url).set(database="postgres").render_as_string(hide_password=False)
     ensure_database(server, make_url(url).database or "")
-    return database_note(server, make_url(url).database or "") == f"{NOTE} {size}"
+    return not reseed and database_note(server, make_url(url).database or "") == f"{NOTE} {size}"
 
 
 def _choice(values: tuple[str, ...], number: str) -> str:
@@ -116,12 +117,7 @@ def seed(url: str, size: int) -> float:
         """
     with engine.begin() as connection:
         connection.execute(sa.text(sql))
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        if is_sqlite(url):
-            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-            connection.exec_driver_sql("ANALYZE")
-        else:
-            connection.exec_driver_sql("VACUUM ANALYZE accounts")
+    settle(engine, url)
     engine.dispose()
     if not is_sqlite(url):
         server = make_url(url).set(database="postgres").render_as_string(hide_password=False)
@@ -173,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     for kind in args.databases.split(","):
         for size in (int(size) for size in args.sizes.split(",")):
             url = database_url(kind, size)
-            if args.reseed or not seeded(url, size):
+            if not seeded(url, size, args.reseed):
                 print(f"{kind} {size:,}: seeded in {seed(url, size):.1f} s")
             print(f"{kind} {size:,} accounts:")
             results[kind, size] = measure(url, size, args.runs)

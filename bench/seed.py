@@ -158,14 +158,19 @@ def seed_accounts(url: str, size: int) -> None:
             .where(t.payment_reference_counter.c.name == PRN_COUNTER)
             .values(next_serial=payment_reference.FIRST_SERIAL + size)
         )
-    if is_sqlite(url):
-        with engine.connect() as connection:
+    settle(engine, url)
+    engine.dispose()
+
+
+def settle(engine: sa.Engine, url: str) -> None:
+    """After a bulk seed: SQLite's WAL folded into the file, and the planner's statistics fresh on both,
+    so that what is measured next reads the database as it would stand, not as it was loaded."""
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        if is_sqlite(url):
             connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
             connection.exec_driver_sql("ANALYZE")
-    else:
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        else:
             connection.exec_driver_sql("VACUUM ANALYZE accounts")
-    engine.dispose()
 
 
 def sample(url: str, count: int = SAMPLE, seed: int = 7) -> list[tuple[str, str]]:

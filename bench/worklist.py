@@ -63,7 +63,7 @@ from accounts.entrypoints.http.worklist import encode_cursor
 from accounts.service.arrears import WorklistQuery, WorklistService
 from accounts.service.unit_of_work import WorklistCursor
 from accounts.settings import Settings
-from bench.seed import NAMES, STREETS, fresh_database
+from bench.seed import NAMES, STREETS, fresh_database, settle
 from bench.topology import POSTGRES_URL, database_note, ensure_database, set_database_note
 
 WORK = Path("var/bench/worklist")
@@ -142,12 +142,7 @@ def seed(url: str, size: int) -> float:
         for start in range(0, size, CHUNK):
             rows = [account_values(a, -a.account_balance) for a in build(min(CHUNK, size - start), start)]
             executemany(connection, insert, rows)  # COPY on PostgreSQL
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        if is_sqlite(url):
-            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-            connection.exec_driver_sql("ANALYZE")
-        else:
-            connection.exec_driver_sql("VACUUM ANALYZE accounts")
+    settle(engine, url)
     engine.dispose()
     if not is_sqlite(url):
         server = make_url(url).set(database="postgres").render_as_string(hide_password=False)
