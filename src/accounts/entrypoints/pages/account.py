@@ -20,8 +20,8 @@ from starlette.responses import Response
 from accounts.domain.ledger import Transaction
 from accounts.entrypoints.http.ledger import decode_cursor, encode_cursor, statement_csv
 from accounts.entrypoints.http.problems import ApiProblem
-from accounts.entrypoints.pages.chart import balance_chart, long_date
-from accounts.entrypoints.pages.common import PageProblem, render, viewer
+from accounts.entrypoints.pages.chart import balance_chart
+from accounts.entrypoints.pages.common import PageProblem, long_date, render, viewer
 from accounts.service.accounts import AccountNotFound
 from accounts.service.ledger import LedgerService, Statement
 from accounts.service.unit_of_work import StatementCursor

@@ -10,7 +10,6 @@ What a person typed that cannot be a filter is shown back with a GOV.UK error su
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlencode
@@ -24,7 +23,7 @@ from accounts.domain.errors import ValidationProblem
 from accounts.entrypoints.http.common import services
 from accounts.entrypoints.http.problems import ApiProblem
 from accounts.entrypoints.http.worklist import LIMIT, encode_cursor, worklist_query
-from accounts.entrypoints.pages.common import money, render, viewer
+from accounts.entrypoints.pages.common import long_date, money, render, short_date, viewer
 from accounts.service.arrears import DEFAULT_PAGE, WorklistPage, WorklistQuery
 
 router = APIRouter(include_in_schema=False)
@@ -57,14 +56,9 @@ COLUMNS = {
 }
 
 
-def long_date(day: date) -> str:
-    """1 June 2026: the GOV.UK style for dates."""
-    return f"{day.day} {day:%B %Y}"
-
-
-def short_date(day: date) -> str:
-    """1 Jun 2026 (never broken over two lines): GOV.UK's style for dates in tables, where space is short."""
-    return f"{day.day}\u00a0{day:%b}\u00a0{day:%Y}"
+def unbroken(text: str) -> str:
+    """A date in a narrow column, never broken over two lines."""
+    return text.replace(" ", "\u00a0")
 
 
 def _number(text: str, field: str, places: int | None) -> tuple[Decimal | None, str | None]:
@@ -214,7 +208,7 @@ def _row(entry: WorklistEntry) -> Row:
     tenure = entry.tenure
     last = None
     if entry.last_payment_date is not None:
-        last = f"{money(entry.last_payment_amount)} on {short_date(entry.last_payment_date)}"
+        last = f"{money(entry.last_payment_amount)} on {unbroken(short_date(entry.last_payment_date))}"
     return Row(
         href=f"/accounts/{entry.account_id}",
         payment_reference=entry.payment_reference,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
-from accounts.entrypoints.pages.common import money
+from accounts.entrypoints.pages.common import long_date, money, short_date
 
 WIDTH = 720
 HEIGHT = 300
@@ -69,14 +69,6 @@ def nice_step(span: Decimal, ticks: int = TARGET_TICKS) -> Decimal:
         if raw <= multiple * magnitude:
             return multiple * magnitude
     return 10 * magnitude
-
-
-def long_date(day: date) -> str:
-    return f"{day.day} {day:%B %Y}"
-
-
-def short_date(day: date) -> str:
-    return f"{day.day} {day:%b %Y}"
 
 
 def axis_money(value: Decimal, step: Decimal) -> str:

@@ -12,6 +12,7 @@ import secrets
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -52,7 +53,25 @@ def money(value: Any) -> str:
     return f"{sign}£{abs(value):,.2f}"
 
 
-environment.filters["money"] = money
+def long_date(day: date) -> str:
+    """1 June 2026: the GOV.UK style for dates."""
+    return f"{day.day} {day:%B %Y}"
+
+
+def short_date(day: date) -> str:
+    """1 Jun 2026: GOV.UK's style where space is short (tables, a chart's axis)."""
+    return f"{day.day} {day:%b %Y}"
+
+
+def when(at: datetime | None) -> str:
+    """2 December 2026 at 14:05 UTC: the way GOV.UK writes a date and time."""
+    if at is None:
+        return ""
+    at = at.astimezone(UTC)
+    return f"{long_date(at)} at {at:%H:%M} UTC"
+
+
+environment.filters.update(money=money, long_date=long_date, short_date=short_date, when=when)
 
 
 def frontend_assets(settings: Settings) -> Path:

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
 from accounts.entrypoints.http.common import in_thread
-from accounts.entrypoints.pages.common import PageProblem, form_of, render, viewer
+from accounts.entrypoints.pages.common import PageProblem, form_of, render, viewer, when
 from accounts.service.dead_letters import NoSuchDeadLetter, ReplayOutcome
 from accounts.service.operations import SinkFigures
 from accounts.service.unit_of_work import DeadLetter, ReconciliationRecord
@@ -97,14 +97,6 @@ def _number(text: str | None, what: str) -> int | None:
     if not text.isdigit() or len(text) > 18:
         raise PageProblem(404, "Page not found", f"{what.capitalize()} must be a whole number, not {text[:40]!r}.")
     return int(text)
-
-
-def when(at: datetime | None) -> str:
-    """2 December 2026 at 14:05 UTC: the way GOV.UK writes a date and time."""
-    if at is None:
-        return ""
-    at = at.astimezone(UTC)
-    return f"{at.day} {at:%B %Y} at {at:%H:%M} UTC"
 
 
 def ago(at: datetime | None, now: datetime) -> str:
