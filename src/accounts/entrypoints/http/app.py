@@ -99,9 +99,24 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
+# Headers every answer carries: the pages' Content-Security-Policy (scripts, styles, fonts and images from
+# this origin only, and no inline script), no MIME sniffing, no framing, no referrer to elsewhere.
+SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = [
+    (b"content-security-policy", SECURITY_POLICY.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"same-origin"),
+]
+
+
 class CorrelationId:
     """Takes the request's x-correlation-id (`correlation.correlation_id`: the first that is a UUID) or makes
-    one; echoes it and carries it into logs and events."""
+    one; echoes it and carries it into logs and events. Every answer leaves with it and the security
+    headers (`SECURITY_HEADERS`): one pass over the response's start, not a middleware layer for each."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -115,46 +130,15 @@ class CorrelationId:
         token = correlation_id_var.set(value)
         header = (HEADER, value.encode("latin-1"))
 
-        async def send_with_id(message: Message) -> None:
+        async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), header]
+                message["headers"] = [*message.get("headers", []), header, *SECURITY_HEADERS]
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, send_with_headers)
         finally:
             correlation_id_var.reset(token)
-
-
-class SecurityHeaders:
-    """Headers every answer carries: the pages' Content-Security-Policy (scripts, styles, fonts and images
-    from this origin only, and no inline script), no MIME sniffing, no framing, no referrer to elsewhere."""
-
-    POLICY = (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
-        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-    )
-    HEADERS = [
-        (b"content-security-policy", POLICY.encode()),
-        (b"x-content-type-options", b"nosniff"),
-        (b"x-frame-options", b"DENY"),
-        (b"referrer-policy", b"same-origin"),
-    ]
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *self.HEADERS]
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
 
 
 def create_app(application: Application) -> FastAPI:
@@ -214,8 +198,7 @@ def create_app(application: Application) -> FastAPI:
             EVENTS_PATH: (events_limit, events_too_large(events_limit)),
         },
     )
-    app.add_middleware(CorrelationId)  # even a refused body gets its correlation id
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(CorrelationId)  # even a refused body gets its correlation id (and the security headers)
     app.add_middleware(metrics.middleware)  # outermost: every answer is counted, refusals included
 
     def openapi() -> dict[str, Any]:
